@@ -1,0 +1,232 @@
+// Package dummy provides the dummy backend for unit tests: it stores
+// enqueued tasks as READY results in memory and never runs them by itself,
+// as django-tasks' DummyBackend.
+//
+// Tests inspect what was enqueued with Results, or typed with Enqueued, and
+// run the stored tasks on demand with RunReady or RunAll to exercise task
+// bodies, with the same life-cycle and signals as a worker.
+//
+// Flags: Defer, Priority, GetResult, Cancel, BulkEnqueue, Timeout.
+package dummy
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gotasks/gotasks/signals"
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// Backend is the dummy backend. It is safe for concurrent use.
+type Backend struct {
+	tasks.BackendConfig
+	workerID string
+
+	mu      sync.Mutex
+	results map[string]*tasks.RawResult
+	order   []string // ids in enqueue order
+}
+
+var _ tasks.Backend = (*Backend)(nil)
+
+// New returns an empty dummy backend configured with the shared backend
+// options (name, allowed queues, enqueue-on-commit default).
+func New(opts ...tasks.BackendOption) *Backend {
+	b := &Backend{results: map[string]*tasks.RawResult{}}
+	b.Apply(opts...)
+	host, _ := os.Hostname()
+	b.workerID = host + ":" + strconv.Itoa(os.Getpid()) + ":dummy"
+	return b
+}
+
+// Capabilities implements tasks.Backend.
+func (b *Backend) Capabilities() tasks.Capabilities {
+	return tasks.CanDefer | tasks.CanPriority | tasks.CanGetResult | tasks.CanCancel |
+		tasks.CanBulkEnqueue | tasks.CanTimeout
+}
+
+// Enqueue implements tasks.Backend: it stores a READY result.
+func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*tasks.RawResult, error) {
+	out, err := b.EnqueueMany(ctx, []*tasks.EnqueueRequest{req})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// EnqueueMany implements tasks.Backend.
+func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest) ([]*tasks.RawResult, error) {
+	now := time.Now().UTC()
+	out := make([]*tasks.RawResult, len(reqs))
+	b.mu.Lock()
+	for _, req := range reqs {
+		if _, dup := b.results[req.ID]; dup {
+			b.mu.Unlock()
+			return nil, fmt.Errorf("dummy backend %q: duplicate id %q", b.Name(), req.ID)
+		}
+	}
+	for i, req := range reqs {
+		r := req.NewRawResult(b.Name(), now)
+		b.results[r.ID] = r
+		b.order = append(b.order, r.ID)
+		out[i] = r.Clone()
+	}
+	b.mu.Unlock()
+	for _, r := range out {
+		signals.TaskEnqueued.Send(ctx, b.Name(), r)
+	}
+	return out, nil
+}
+
+// GetResult implements tasks.Backend.
+func (b *Backend) GetResult(_ context.Context, id string) (*tasks.RawResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok := b.results[id]
+	if !ok {
+		return nil, fmt.Errorf("dummy backend %q: result %q: %w", b.Name(), id, tasks.ErrResultNotFound)
+	}
+	return r.Clone(), nil
+}
+
+// Cancel implements tasks.Backend.
+func (b *Backend) Cancel(_ context.Context, id string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	r, ok := b.results[id]
+	if !ok {
+		return fmt.Errorf("dummy backend %q: cancel %q: %w", b.Name(), id, tasks.ErrResultNotFound)
+	}
+	if r.Status != tasks.StatusReady {
+		return fmt.Errorf("dummy backend %q: cancel %q (%s): %w", b.Name(), id, r.Status, tasks.ErrNotCancellable)
+	}
+	now := time.Now().UTC()
+	r.Status, r.FinishedAt = tasks.StatusCancelled, &now
+	return nil
+}
+
+// Check implements tasks.Backend.
+func (b *Backend) Check(context.Context) error { return b.CheckConfig() }
+
+// Results returns copies of all stored results in enqueue order.
+func (b *Backend) Results() []*tasks.RawResult {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*tasks.RawResult, 0, len(b.order))
+	for _, id := range b.order {
+		out = append(out, b.results[id].Clone())
+	}
+	return out
+}
+
+// Clear forgets every stored result.
+func (b *Backend) Clear() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	clear(b.results)
+	b.order = nil
+}
+
+// Job is a stored task of a known type, with its arguments decoded.
+type Job[A, R any] struct {
+	Args   A
+	Result *tasks.Result[R]
+}
+
+// Enqueued returns the results stored for task, in enqueue order, with their
+// arguments decoded to A: the typed check users' tests need ("was this task
+// enqueued, with these arguments?"), like River's RequireInserted.
+func Enqueued[A, R any](ctx context.Context, b *Backend, task *tasks.Task[A, R]) ([]Job[A, R], error) {
+	var out []Job[A, R]
+	for _, raw := range b.Results() {
+		if raw.TaskName != task.Name() {
+			continue
+		}
+		a, err := task.DecodeArgs(raw.Args)
+		if err != nil {
+			return nil, err
+		}
+		res, err := task.Using(tasks.WithBackend(b.Name())).GetResult(ctx, raw.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Job[A, R]{Args: a, Result: res})
+	}
+	return out, nil
+}
+
+// RunReady runs, one at a time in the caller's goroutine, every READY task
+// that is due, in claim order (priority, then run-after, then enqueue
+// time). Each gets one attempt with the life-cycle and signals of a worker:
+// RUNNING, then SUCCESSFUL or FAILED. It returns how many ran.
+func (b *Backend) RunReady(ctx context.Context) (int, error) {
+	return b.run(ctx, time.Now().UTC())
+}
+
+// RunAll is RunReady that also runs tasks deferred into the future.
+func (b *Backend) RunAll(ctx context.Context) (int, error) {
+	return b.run(ctx, time.Time{})
+}
+
+func (b *Backend) run(ctx context.Context, due time.Time) (int, error) {
+	n := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		r := b.claim(due)
+		if r == nil {
+			return n, nil
+		}
+		n++
+		signals.TaskStarted.Send(ctx, b.Name(), r)
+		out, err := tasks.Execute(ctx, r)
+		end := time.Now().UTC()
+		r.FinishedAt = &end
+		if err != nil {
+			r.Status = tasks.StatusFailed
+			r.Errors = append(r.Errors, tasks.NewTaskError(r.Attempts, end, err))
+		} else {
+			r.Status, r.ReturnValue = tasks.StatusSuccessful, out
+		}
+		b.mu.Lock()
+		b.results[r.ID] = r.Clone()
+		b.mu.Unlock()
+		signals.TaskFinished.Send(ctx, b.Name(), r)
+	}
+}
+
+// claim marks the first READY task due at due (any, when zero) RUNNING and
+// returns a copy.
+func (b *Backend) claim(due time.Time) *tasks.RawResult {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var ready []*tasks.RawResult
+	for _, id := range b.order {
+		r := b.results[id]
+		if r.Status == tasks.StatusReady && (due.IsZero() || !r.RunAfter.After(due)) {
+			ready = append(ready, r)
+		}
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	r := slices.MinFunc(ready, func(x, y *tasks.RawResult) int {
+		return cmp.Or(cmp.Compare(y.Priority, x.Priority), x.RunAfter.Compare(y.RunAfter), x.EnqueuedAt.Compare(y.EnqueuedAt))
+	})
+	now := time.Now().UTC()
+	r.Status = tasks.StatusRunning
+	r.Attempts++
+	if r.StartedAt == nil {
+		r.StartedAt = &now
+	}
+	r.LastAttemptedAt = &now
+	r.WorkerIDs = append(r.WorkerIDs, b.workerID)
+	return r.Clone()
+}

@@ -1,0 +1,3 @@
+module github.com/gotasks/gotasks
+
+go 1.26

@@ -1,0 +1,273 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Capabilities is a bit set of what a backend supports (SPEC §4). Code can
+// branch on it at run time and Enqueue validates against it.
+type Capabilities uint32
+
+// The capability flags.
+const (
+	// CanDefer: the backend honours RunAfter (tasks wait until then).
+	CanDefer Capabilities = 1 << iota
+	// CanPriority: the backend runs higher-priority tasks first.
+	CanPriority
+	// CanGetResult: results can be fetched by id after Enqueue returned.
+	CanGetResult
+	// CanRetry: failed attempts are retried up to MaxAttempts with backoff.
+	CanRetry
+	// CanTransact: Enqueue inside a transaction of the backend's own database
+	// inserts in that transaction (committed or rolled back with it).
+	CanTransact
+	// CanCancel: READY tasks can be cancelled.
+	CanCancel
+	// CanBulkEnqueue: EnqueueMany stores a batch in one round trip.
+	CanBulkEnqueue
+	// CanRepeat: repeating tasks (WithRepeat) are re-enqueued after success.
+	CanRepeat
+	// CanTimeout: per-attempt timeouts cancel the task's context.
+	CanTimeout
+)
+
+var capNames = []struct {
+	c    Capabilities
+	name string
+}{
+	{CanDefer, "Defer"}, {CanPriority, "Priority"}, {CanGetResult, "GetResult"},
+	{CanRetry, "Retry"}, {CanTransact, "Transact"}, {CanCancel, "Cancel"},
+	{CanBulkEnqueue, "BulkEnqueue"}, {CanRepeat, "Repeat"}, {CanTimeout, "Timeout"},
+}
+
+// Has reports whether every flag of f is set in c.
+func (c Capabilities) Has(f Capabilities) bool { return c&f == f }
+
+// String lists the flags, e.g. "Defer|Priority".
+func (c Capabilities) String() string {
+	var parts []string
+	for _, n := range capNames {
+		if c.Has(n.c) {
+			parts = append(parts, n.name)
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "|")
+}
+
+// EnqueueRequest is what the core hands a backend to store or run: a fully
+// validated task with its arguments already encoded to JSON.
+type EnqueueRequest struct {
+	// ID is assigned by the core before the backend sees the request, so
+	// that a deferred (enqueue-on-commit) enqueue can return a handle at
+	// once.
+	ID       string
+	TaskName string
+	Args     json.RawMessage
+	Priority int
+	Queue    string
+	// RunAfter is zero when the task is due at once; backends store the
+	// enqueue time then.
+	RunAfter    time.Time
+	MaxAttempts int
+	Timeout     time.Duration
+	VerboseName string
+	Creator     string
+	Repeat      time.Duration
+	RepeatUntil time.Time
+}
+
+// NewRawResult returns the READY result a backend stores for req, enqueued at
+// now (which should be UTC).
+func (req *EnqueueRequest) NewRawResult(backend string, now time.Time) *RawResult {
+	runAfter := req.RunAfter
+	if runAfter.IsZero() {
+		runAfter = now
+	}
+	r := &RawResult{
+		ID:          req.ID,
+		TaskName:    req.TaskName,
+		Status:      StatusReady,
+		Args:        slices.Clone(req.Args),
+		Priority:    req.Priority,
+		Queue:       req.Queue,
+		Backend:     backend,
+		RunAfter:    runAfter.UTC(),
+		EnqueuedAt:  now,
+		MaxAttempts: req.MaxAttempts,
+		Timeout:     req.Timeout,
+		VerboseName: req.VerboseName,
+		Creator:     req.Creator,
+		Repeat:      req.Repeat,
+	}
+	if !req.RepeatUntil.IsZero() {
+		u := req.RepeatUntil.UTC()
+		r.RepeatUntil = &u
+	}
+	return r
+}
+
+// Backend stores and runs tasks. Implementations must be safe for concurrent
+// use. Most of their configuration comes from an embedded BackendConfig.
+type Backend interface {
+	// Name is the name the backend is configured under; it is the sender of
+	// its signals and the backend field of its results.
+	Name() string
+	// Capabilities reports what the backend supports.
+	Capabilities() Capabilities
+	// Queues lists the allowed queue names; empty allows any.
+	Queues() []string
+	// EnqueueOnCommit is the default for tasks that do not set it.
+	EnqueueOnCommit() bool
+	// Enqueue stores (or runs) one validated task.
+	Enqueue(ctx context.Context, req *EnqueueRequest) (*RawResult, error)
+	// EnqueueMany stores a batch; in one round trip when the backend has
+	// CanBulkEnqueue. The results are in the order of reqs.
+	EnqueueMany(ctx context.Context, reqs []*EnqueueRequest) ([]*RawResult, error)
+	// GetResult returns any task's result by id, or an error wrapping
+	// ErrResultNotFound.
+	GetResult(ctx context.Context, id string) (*RawResult, error)
+	// Cancel sets a READY task CANCELLED. Errors: ErrResultNotFound,
+	// ErrNotCancellable, ErrNotSupported.
+	Cancel(ctx context.Context, id string) error
+	// Check reports every configuration or connectivity problem in one
+	// error, or nil.
+	Check(ctx context.Context) error
+}
+
+// Waiter is implemented by backends that can wait for a result more cheaply
+// than polling (for example with LISTEN/NOTIFY).
+type Waiter interface {
+	// WaitResult blocks until the result is finished or ctx is done.
+	WaitResult(ctx context.Context, id string) (*RawResult, error)
+}
+
+// TxJoiner is implemented by backends with CanTransact. JoinsTx reports
+// whether ctx carries a transaction of the backend's own database, in which
+// case Enqueue inserts inside it instead of being deferred to commit.
+type TxJoiner interface {
+	JoinsTx(ctx context.Context) bool
+}
+
+// BackendConfig holds the settings every backend shares. Backends embed it
+// to implement Name, Queues and EnqueueOnCommit.
+type BackendConfig struct {
+	// BackendName defaults to "default".
+	BackendName string
+	// AllowedQueues restricts queue names; empty allows any.
+	AllowedQueues []string
+	// DeferOnCommit is the enqueue-on-commit default for tasks that do not
+	// set it (true when nil, as in django-tasks).
+	DeferOnCommit *bool
+	// MaxAttempts is the default for tasks that do not set it (0: 25).
+	MaxAttempts int
+	// Backoff is the default delay before retry n (nil: DefaultBackoff).
+	Backoff Backoff
+}
+
+// Name implements Backend.
+func (c *BackendConfig) Name() string {
+	if c.BackendName == "" {
+		return DefaultBackendName
+	}
+	return c.BackendName
+}
+
+// Queues implements Backend.
+func (c *BackendConfig) Queues() []string { return slices.Clone(c.AllowedQueues) }
+
+// EnqueueOnCommit implements Backend.
+func (c *BackendConfig) EnqueueOnCommit() bool { return c.DeferOnCommit == nil || *c.DeferOnCommit }
+
+// DefaultMaxAttempts returns the configured default, or DefaultMaxAttempts.
+func (c *BackendConfig) DefaultMaxAttempts() int {
+	if c.MaxAttempts > 0 {
+		return c.MaxAttempts
+	}
+	return DefaultMaxAttempts
+}
+
+// DefaultBackoff returns the configured default backoff, or DefaultBackoff.
+func (c *BackendConfig) DefaultBackoff() Backoff {
+	if c.Backoff != nil {
+		return c.Backoff
+	}
+	return DefaultBackoff
+}
+
+// Apply applies options to c.
+func (c *BackendConfig) Apply(opts ...BackendOption) {
+	for _, o := range opts {
+		o(c)
+	}
+}
+
+// CheckConfig validates c and returns every problem joined, or nil.
+func (c *BackendConfig) CheckConfig() error {
+	var probs []string
+	for _, q := range c.AllowedQueues {
+		if err := validQueueName(q); err != nil {
+			probs = append(probs, err.Error())
+		}
+	}
+	if c.MaxAttempts < 0 {
+		probs = append(probs, fmt.Sprintf("max attempts %d is negative", c.MaxAttempts))
+	}
+	if len(probs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w %q: %s", ErrInvalidBackend, c.Name(), strings.Join(probs, "; "))
+}
+
+// BackendOption configures the BackendConfig of any backend.
+type BackendOption func(*BackendConfig)
+
+// WithName sets the backend's name (default "default").
+func WithName(name string) BackendOption { return func(c *BackendConfig) { c.BackendName = name } }
+
+// WithAllowedQueues restricts the queue names the backend accepts.
+func WithAllowedQueues(queues ...string) BackendOption {
+	return func(c *BackendConfig) { c.AllowedQueues = slices.Clone(queues) }
+}
+
+// WithDefaultEnqueueOnCommit sets the backend's enqueue-on-commit default.
+func WithDefaultEnqueueOnCommit(on bool) BackendOption {
+	return func(c *BackendConfig) { c.DeferOnCommit = &on }
+}
+
+// WithDefaultMaxAttempts sets the backend's default MaxAttempts.
+func WithDefaultMaxAttempts(n int) BackendOption { return func(c *BackendConfig) { c.MaxAttempts = n } }
+
+// WithDefaultBackoff sets the backend's default retry backoff.
+func WithDefaultBackoff(b Backoff) BackendOption { return func(c *BackendConfig) { c.Backoff = b } }
+
+// Backoff returns the delay before the retry that follows failed attempt n
+// (1-based).
+type Backoff func(attempt int) time.Duration
+
+// DefaultMaxAttempts is the number of attempts a task gets when neither it
+// nor its backend says otherwise (django-background-tasks' MAX_ATTEMPTS).
+const DefaultMaxAttempts = 25
+
+// DefaultBackoff waits attempt⁴ + 5 seconds (django-background-tasks).
+func DefaultBackoff(attempt int) time.Duration {
+	a := time.Duration(attempt)
+	return (a*a*a*a + 5) * time.Second
+}
+
+// ConstantBackoff returns a Backoff that always waits d.
+func ConstantBackoff(d time.Duration) Backoff { return func(int) time.Duration { return d } }
+
+func validQueueName(q string) error {
+	if q == "" || len(q) > 64 || strings.TrimSpace(q) != q || strings.ContainsAny(q, ",*") {
+		return fmt.Errorf("queue name %q must be 1-64 characters without spaces at the ends, ',' or '*'", q)
+	}
+	return nil
+}
