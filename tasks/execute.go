@@ -116,11 +116,21 @@ func errorType(err error) string {
 		default:
 			return t
 		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			break
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			// fmt.Errorf with several %w, errors.Join: name the first.
+			e = nil
+			for _, x := range u.Unwrap() {
+				if x != nil {
+					e = x
+					break
+				}
+			}
+		default:
+			e = nil
 		}
-		e = u.Unwrap()
 	}
 	return reflect.TypeOf(err).String()
 }

@@ -1,0 +1,240 @@
+// Package database is the production backend of gotasks: task results
+// stored in one table (gotasks_task) of a PostgreSQL or SQLite database
+// through bun, run by the worker of this package (see Worker and
+// cmd/dbworker), pruned by Prune (see cmd/prune).
+//
+// Open it from a DSN:
+//
+//	b, err := database.Open(ctx, "sqlite:///var/lib/app/tasks.db") // embedded, migrates itself
+//	b, err := database.Open(ctx, "postgres://user@host/app")       // run migrations first
+//	defer b.Close()
+//	tasks.RegisterBackend(b)
+//
+// or from an existing *bun.DB with New. Inside RunInTx, Enqueue inserts in
+// the caller's transaction: the task exists if and only if the transaction
+// commits, and TaskEnqueued is sent after the commit.
+//
+// Flags: Defer, Priority, GetResult, Retry, Transact, Cancel, BulkEnqueue,
+// Repeat, Timeout.
+package database
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// TableName is the table that holds task results.
+const TableName = "gotasks_task"
+
+// Errors of this package, matched with errors.Is.
+var (
+	// ErrSchemaMissing reports that the gotasks tables are missing or that
+	// migrations are pending. The message says how to migrate.
+	ErrSchemaMissing = errors.New("gotasks schema is missing or not up to date")
+	// ErrUnreachable reports a database that cannot be reached.
+	ErrUnreachable = errors.New("database unreachable")
+)
+
+// Backend is the database backend. It is safe for concurrent use.
+type Backend struct {
+	tasks.BackendConfig
+	db      *bun.DB
+	dialect Dialect
+	ownDB   bool // opened from a DSN: Close closes it
+	log     *slog.Logger
+
+	autoMigrate bool
+	// writeMu serialises this process's writes on SQLite, which has one
+	// writer at a time anyway: goroutines queue here instead of spinning in
+	// SQLite's busy handler. Other processes are handled by busy_timeout.
+	writeMu sync.Mutex
+
+	hub *hub // in-process wake-ups and result waiters; PostgreSQL listener
+
+	closeOnce sync.Once
+}
+
+var (
+	_ tasks.Backend  = (*Backend)(nil)
+	_ tasks.Waiter   = (*Backend)(nil)
+	_ tasks.TxJoiner = (*Backend)(nil)
+)
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithBackendOptions applies the shared backend options: name, allowed
+// queues, enqueue-on-commit default, default max attempts and backoff.
+func WithBackendOptions(opts ...tasks.BackendOption) Option {
+	return func(b *Backend) { b.Apply(opts...) }
+}
+
+// WithName sets the backend's name (default "default"). Workers and prune
+// select rows by this name, so several backends can share one table.
+func WithName(name string) Option { return WithBackendOptions(tasks.WithName(name)) }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(b *Backend) { b.log = l } }
+
+// WithAutoMigrate applies pending migrations when the backend is opened.
+// It is on by default for SQLite (the embedded default migrates itself) and
+// off for PostgreSQL, where migrations are a deployment step
+// (dbworker migrate, or Migrate).
+func WithAutoMigrate(on bool) Option { return func(b *Backend) { b.autoMigrate = on } }
+
+// Open opens the database named by dsn (sqlite:///path/tasks.db,
+// sqlite://relative.db, sqlite::memory:, postgres://…) and returns a backend
+// that owns it: Close closes the database. It checks that the database is
+// reachable, migrates SQLite (see WithAutoMigrate) and returns an error
+// wrapping ErrBadDSN, ErrUnreachable or ErrSchemaMissing otherwise.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
+	db, err := openDSN(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	d := dialectOf(db)
+	b, err := newBackend(ctx, db, true, append([]Option{WithAutoMigrate(d == SQLite)}, opts...))
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// New returns a backend on an existing *bun.DB (pgdialect with the pgx
+// stdlib driver, or sqlitedialect with modernc.org/sqlite). The caller keeps
+// ownership of db: Close does not close it. Pending migrations are an error
+// unless WithAutoMigrate(true) is given.
+func New(ctx context.Context, db *bun.DB, opts ...Option) (*Backend, error) {
+	return newBackend(ctx, db, false, opts)
+}
+
+func newBackend(ctx context.Context, db *bun.DB, own bool, opts []Option) (*Backend, error) {
+	d := dialectOf(db)
+	if d == "" {
+		return nil, fmt.Errorf("%w: unsupported bun dialect %s (want pg or sqlite)", tasks.ErrInvalidBackend, db.Dialect().Name())
+	}
+	b := &Backend{db: db, dialect: d, ownDB: own, log: slog.Default()}
+	for _, o := range opts {
+		o(b)
+	}
+	if err := b.CheckConfig(); err != nil {
+		return nil, err
+	}
+	b.hub = newHub(b)
+	if err := b.ping(ctx); err != nil {
+		return nil, err
+	}
+	if b.autoMigrate {
+		if err := Migrate(ctx, db); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.checkSchema(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func dialectOf(db *bun.DB) Dialect {
+	switch db.Dialect().Name() {
+	case dialect.PG:
+		return Postgres
+	case dialect.SQLite:
+		return SQLite
+	}
+	return ""
+}
+
+// DB returns the backend's database.
+func (b *Backend) DB() *bun.DB { return b.db }
+
+// Dialect returns the backend's SQL dialect.
+func (b *Backend) Dialect() Dialect { return b.dialect }
+
+// Close stops the backend's listener and, when the backend opened the
+// database itself (Open), closes it. Workers must be stopped first.
+func (b *Backend) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		b.hub.close()
+		if b.ownDB {
+			err = b.db.Close()
+		}
+	})
+	return err
+}
+
+// Capabilities implements tasks.Backend.
+func (b *Backend) Capabilities() tasks.Capabilities {
+	return tasks.CanDefer | tasks.CanPriority | tasks.CanGetResult | tasks.CanRetry | tasks.CanTransact |
+		tasks.CanCancel | tasks.CanBulkEnqueue | tasks.CanRepeat | tasks.CanTimeout
+}
+
+// Check implements tasks.Backend: the configuration is valid, the database
+// is reachable and the schema is current. Every problem found is reported
+// in the one error.
+func (b *Backend) Check(ctx context.Context) error {
+	var errs []error
+	if err := b.CheckConfig(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := b.ping(ctx); err != nil {
+		errs = append(errs, err)
+	} else if err := b.checkSchema(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return fmt.Errorf("gotasks backend %q: %d problem(s): %s: %w", b.Name(), len(errs), strings.Join(msgs, "; "), errors.Join(errs...))
+}
+
+func (b *Backend) ping(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.db.PingContext(pctx); err != nil {
+		return fmt.Errorf("%w: %s database: %v", ErrUnreachable, b.dialect, err)
+	}
+	return nil
+}
+
+// writeLock serialises this process's writers on SQLite; a no-op on
+// PostgreSQL.
+func (b *Backend) writeLock() func() {
+	if b.dialect != SQLite {
+		return func() {}
+	}
+	b.writeMu.Lock()
+	return b.writeMu.Unlock
+}
+
+// wrapErr turns driver errors into the package's sentinel errors where it
+// can tell: a missing table into ErrSchemaMissing.
+func (b *Backend) wrapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "no such table") || strings.Contains(msg, "SQLSTATE 42P01") ||
+		strings.Contains(msg, "does not exist (SQLSTATE 42703)") || strings.Contains(msg, "no such column") {
+		return fmt.Errorf("gotasks %s: %w: %v; %s", op, ErrSchemaMissing, err, migrateHint)
+	}
+	return fmt.Errorf("gotasks %s: %w", op, err)
+}
+
+const migrateHint = "run `dbworker migrate --database DSN` (or database.Migrate) to create or update it"

@@ -1,0 +1,208 @@
+package database
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gotasks/gotasks/signals"
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// Notification channels on PostgreSQL.
+const (
+	// wakeChannel carries the backend name when due tasks were enqueued.
+	wakeChannel = "gotasks_wake"
+	// doneChannel carries comma-separated ids of results that finished.
+	doneChannel = "gotasks_done"
+)
+
+// sqliteInsertChunk bounds the rows of one multi-row INSERT on SQLite
+// (15 parameters a row, well under SQLite's 32766).
+const sqliteInsertChunk = 500
+
+// pgInsert inserts rows given as parallel arrays (one statement whatever
+// the batch size, prepared once per connection) and notifies idle workers
+// in the same statement when any row is due. $1 backend, $2 enqueued_at,
+// $3 now (for the notification).
+const pgInsert = `WITH ins AS (
+	INSERT INTO gotasks_task (id, task_name, status, args, priority, queue, backend, run_after, enqueued_at,
+		max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until)
+	SELECT u.id, u.task_name, 'READY', u.args::json, u.priority, u.queue, $1::text, u.run_after, $2::timestamptz,
+		u.max_attempts, u.timeout_ms, u.verbose_name, u.creator, u.repeat_ms,
+		NULLIF(u.repeat_until, '0001-01-01 00:00:00+00'::timestamptz)
+	FROM unnest($4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::timestamptz[], $10::int[],
+		$11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::timestamptz[])
+		AS u(id, task_name, args, priority, queue, run_after, max_attempts, timeout_ms, verbose_name, creator,
+			repeat_ms, repeat_until)
+	RETURNING run_after),
+n AS (SELECT pg_notify('` + wakeChannel + `', $1::text) FROM ins WHERE run_after <= $3::timestamptz LIMIT 1)
+SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)`
+
+// Enqueue implements tasks.Backend. Inside RunInTx it inserts in the
+// caller's transaction and sends TaskEnqueued after the commit.
+func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*tasks.RawResult, error) {
+	out, err := b.EnqueueMany(ctx, []*tasks.EnqueueRequest{req})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// EnqueueMany implements tasks.Backend: one INSERT statement for the whole
+// batch on PostgreSQL, one transaction of multi-row INSERTs on SQLite.
+func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest) ([]*tasks.RawResult, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	t := now()
+	out := make([]*tasks.RawResult, len(reqs))
+	for i, req := range reqs {
+		if err := checkRequest(req); err != nil {
+			return nil, err
+		}
+		r := req.NewRawResult(b.Name(), t)
+		if r.MaxAttempts <= 0 {
+			r.MaxAttempts = b.DefaultMaxAttempts()
+		}
+		r.RunAfter = r.RunAfter.Truncate(time.Microsecond)
+		out[i] = r
+	}
+	if tx := b.txFromContext(ctx); tx != nil {
+		if err := b.insert(ctx, tx.q, out, t); err != nil {
+			return nil, err
+		}
+		tx.hooks.OnCommit(func(ctx context.Context) error {
+			b.afterEnqueue(ctx, out, t)
+			return nil
+		})
+		return cloneAll(out), nil
+	}
+	if err := b.insertAutocommit(ctx, out, t); err != nil {
+		return nil, err
+	}
+	b.afterEnqueue(ctx, out, t)
+	return cloneAll(out), nil
+}
+
+func cloneAll(rs []*tasks.RawResult) []*tasks.RawResult {
+	c := make([]*tasks.RawResult, len(rs))
+	for i, r := range rs {
+		c[i] = r.Clone()
+	}
+	return c
+}
+
+// afterEnqueue wakes this process's workers and sends TaskEnqueued.
+func (b *Backend) afterEnqueue(ctx context.Context, rs []*tasks.RawResult, t time.Time) {
+	for _, r := range rs {
+		if !r.RunAfter.After(t) {
+			b.hub.wake()
+			break
+		}
+	}
+	if signals.TaskEnqueued.Len() > 0 {
+		for _, r := range rs {
+			signals.TaskEnqueued.Send(ctx, b.Name(), r)
+		}
+	}
+}
+
+// checkRequest rejects what the database would reject less clearly.
+func checkRequest(req *tasks.EnqueueRequest) error {
+	for _, s := range []string{req.ID, req.TaskName, req.Queue, req.VerboseName, req.Creator} {
+		if strings.IndexByte(s, 0) >= 0 {
+			return fmt.Errorf("%w: task %q: NUL bytes cannot be stored", tasks.ErrInvalidTask, req.TaskName)
+		}
+	}
+	if len(req.ID) == 0 || len(req.ID) >= 64 {
+		return fmt.Errorf("%w: id %q must be 1-63 characters", tasks.ErrInvalidTask, req.ID)
+	}
+	return nil
+}
+
+func (b *Backend) insertAutocommit(ctx context.Context, rs []*tasks.RawResult, t time.Time) error {
+	if b.dialect == Postgres || len(rs) <= sqliteInsertChunk {
+		defer b.writeLock()()
+		return b.insert(ctx, b.db.DB, rs, t)
+	}
+	defer b.writeLock()()
+	tx, err := b.db.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return b.wrapErr("enqueue", err)
+	}
+	if err := b.insert(ctx, tx, rs, t); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return b.wrapErr("enqueue: commit", tx.Commit())
+}
+
+func (b *Backend) insert(ctx context.Context, q querier, rs []*tasks.RawResult, t time.Time) error {
+	if b.dialect == Postgres {
+		return b.insertPG(ctx, q, rs, t)
+	}
+	for start := 0; start < len(rs); start += sqliteInsertChunk {
+		end := min(start+sqliteInsertChunk, len(rs))
+		if err := b.insertSQLite(ctx, q, rs[start:end], t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Backend) insertPG(ctx context.Context, q querier, rs []*tasks.RawResult, t time.Time) error {
+	n := len(rs)
+	var (
+		ids, names, args, queues, verbose, creators = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		prios, maxAtt                               = make([]int32, n), make([]int32, n)
+		timeouts, repeats                           = make([]int64, n), make([]int64, n)
+		runAfter, until                             = make([]time.Time, n), make([]time.Time, n)
+	)
+	for i, r := range rs {
+		ids[i], names[i], args[i], queues[i] = r.ID, r.TaskName, string(r.Args), r.Queue
+		verbose[i], creators[i] = r.VerboseName, r.Creator
+		prios[i], maxAtt[i] = int32(r.Priority), int32(r.MaxAttempts)
+		timeouts[i], repeats[i] = r.Timeout.Milliseconds(), r.Repeat.Milliseconds()
+		runAfter[i] = r.RunAfter
+		if r.RepeatUntil != nil {
+			until[i] = *r.RepeatUntil
+		} else {
+			until[i] = time.Time{}.UTC()
+		}
+	}
+	var count, notified int64
+	err := q.QueryRowContext(ctx, pgInsert, b.Name(), t, t,
+		ids, names, args, prios, queues, runAfter, maxAtt, timeouts, verbose, creators, repeats, until).
+		Scan(&count, &notified)
+	if err != nil {
+		return b.wrapErr("enqueue", err)
+	}
+	if int(count) != n {
+		return fmt.Errorf("gotasks enqueue: inserted %d of %d rows", count, n)
+	}
+	return nil
+}
+
+func (b *Backend) insertSQLite(ctx context.Context, q querier, rs []*tasks.RawResult, t time.Time) error {
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO gotasks_task (id, task_name, status, args, priority, queue, backend, run_after,
+		enqueued_at, max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until) VALUES `)
+	const cols = 15
+	args := make([]any, 0, len(rs)*cols)
+	d := b.dialect
+	for i, r := range rs {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		placeholders(&sb, i*cols+1, cols)
+		args = append(args, r.ID, r.TaskName, string(tasks.StatusReady), string(r.Args), r.Priority, r.Queue,
+			b.Name(), d.ts(r.RunAfter), d.ts(t), r.MaxAttempts, r.Timeout.Milliseconds(), r.VerboseName,
+			r.Creator, r.Repeat.Milliseconds(), d.tsPtr(r.RepeatUntil))
+	}
+	if _, err := q.ExecContext(ctx, sb.String(), args...); err != nil {
+		return b.wrapErr("enqueue", err)
+	}
+	return nil
+}

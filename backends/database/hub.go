@@ -1,0 +1,208 @@
+package database
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// hub delivers wake-ups to this process's workers and completion notices
+// to result waiters. On SQLite they come from this process only; on
+// PostgreSQL a listener connection (LISTEN gotasks_wake, gotasks_done)
+// brings those of every process, started when the first worker or waiter
+// subscribes and stopped by Backend.Close.
+type hub struct {
+	b *Backend
+
+	mu      sync.Mutex
+	nextID  int
+	wakers  map[int]chan struct{}
+	waiters map[string]map[int]chan struct{}
+
+	listenOnce sync.Once
+	cancel     context.CancelFunc
+	done       chan struct{}
+	// connected is closed when the listener first listens (tests, latency
+	// benchmarks).
+	connected     chan struct{}
+	connectedOnce sync.Once
+}
+
+func newHub(b *Backend) *hub {
+	return &hub{b: b, wakers: map[int]chan struct{}{}, waiters: map[string]map[int]chan struct{}{},
+		connected: make(chan struct{})}
+}
+
+// subscribeWake returns a channel that receives (coalesced) wake-ups.
+func (h *hub) subscribeWake() (<-chan struct{}, func()) {
+	h.startListener()
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	h.nextID++
+	id := h.nextID
+	h.wakers[id] = ch
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.wakers, id)
+		h.mu.Unlock()
+	}
+}
+
+// wake signals every subscribed worker.
+func (h *hub) wake() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ch := range h.wakers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitFor returns a channel signalled when result id may have finished.
+func (h *hub) waitFor(id string) (<-chan struct{}, func()) {
+	h.startListener()
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	h.nextID++
+	key := h.nextID
+	if h.waiters[id] == nil {
+		h.waiters[id] = map[int]chan struct{}{}
+	}
+	h.waiters[id][key] = ch
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.waiters[id], key)
+		if len(h.waiters[id]) == 0 {
+			delete(h.waiters, id)
+		}
+		h.mu.Unlock()
+	}
+}
+
+// hasWaiters reports whether anyone in this process waits for a result.
+func (h *hub) hasWaiters() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.waiters) > 0
+}
+
+// finished signals the waiters of ids.
+func (h *hub) finished(ids ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.waiters) == 0 {
+		return
+	}
+	for _, id := range ids {
+		for _, ch := range h.waiters[id] {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// wakeAll signals every worker and waiter (after the listener reconnects,
+// when notifications may have been missed).
+func (h *hub) wakeAll() {
+	h.wake()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, ws := range h.waiters {
+		for _, ch := range ws {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (h *hub) startListener() {
+	if h.b.dialect != Postgres {
+		return
+	}
+	h.listenOnce.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		h.mu.Lock()
+		h.cancel, h.done = cancel, make(chan struct{})
+		h.mu.Unlock()
+		go h.listen(ctx)
+	})
+}
+
+func (h *hub) close() {
+	h.mu.Lock()
+	cancel, done := h.cancel, h.done
+	h.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// listen keeps a LISTEN connection open until ctx is done, reconnecting
+// with backoff when it is lost.
+func (h *hub) listen(ctx context.Context) {
+	defer close(h.done)
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := h.listenOnceConn(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		h.b.log.Warn("gotasks: notification listener lost its connection; reconnecting",
+			"backend", h.b.Name(), "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+func (h *hub) listenOnceConn(ctx context.Context) error {
+	conn, err := h.b.db.DB.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errors.New("gotasks: LISTEN needs the pgx stdlib driver")
+		}
+		pc := sc.Conn()
+		if _, err := pc.Exec(ctx, "LISTEN "+wakeChannel+"; LISTEN "+doneChannel); err != nil {
+			return err
+		}
+		h.connectedOnce.Do(func() { close(h.connected) })
+		h.wakeAll() // anything sent while we were not listening
+		for {
+			n, err := pc.WaitForNotification(ctx)
+			if err != nil {
+				// The connection is still LISTENing: never return it to the pool.
+				return errors.Join(err, driver.ErrBadConn)
+			}
+			switch n.Channel {
+			case wakeChannel:
+				if n.Payload == h.b.Name() {
+					h.wake()
+				}
+			case doneChannel:
+				h.finished(strings.Split(n.Payload, ",")...)
+			}
+		}
+	})
+}

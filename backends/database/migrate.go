@@ -1,0 +1,215 @@
+package database
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/migrate"
+)
+
+//go:embed migrations
+var migrationFiles embed.FS
+
+// The bookkeeping tables of bun's migrator, named for gotasks so that they
+// do not collide with the application's own migrations.
+const (
+	migrationsTable     = "gotasks_migrations"
+	migrationLocksTable = "gotasks_migration_locks"
+)
+
+func migrationsFor(d Dialect) (*migrate.Migrations, error) {
+	sub, err := fs.Sub(migrationFiles, "migrations/"+string(d))
+	if err != nil {
+		return nil, err
+	}
+	m := migrate.NewMigrations()
+	if err := m.Discover(sub); err != nil {
+		return nil, fmt.Errorf("gotasks: embedded migrations: %w", err)
+	}
+	return m, nil
+}
+
+func newMigrator(db *bun.DB) (*migrate.Migrator, error) {
+	d := dialectOf(db)
+	if d == "" {
+		return nil, fmt.Errorf("gotasks: unsupported dialect %s", db.Dialect().Name())
+	}
+	ms, err := migrationsFor(d)
+	if err != nil {
+		return nil, err
+	}
+	return migrate.NewMigrator(db, ms,
+		migrate.WithTableName(migrationsTable),
+		migrate.WithLocksTableName(migrationLocksTable),
+		migrate.WithMarkAppliedOnSuccess(true)), nil
+}
+
+// Migrate applies the pending gotasks migrations to db. It is safe to run
+// from several processes at once: on PostgreSQL they wait for each other on
+// an advisory lock; on SQLite on bun's lock table (and SQLite's own write
+// lock). Migrations already applied are skipped, so running it again is a
+// no-op. It returns the names of the migrations it applied through
+// MigrateWithReport.
+func Migrate(ctx context.Context, db *bun.DB) error {
+	_, err := MigrateWithReport(ctx, db)
+	return err
+}
+
+// MigrateWithReport is Migrate that also returns the names of the
+// migrations it applied.
+func MigrateWithReport(ctx context.Context, db *bun.DB) ([]string, error) {
+	m, err := newMigrator(db)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := lockMigrations(ctx, db, m)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	group, err := m.Migrate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gotasks: migrate: %w", err)
+	}
+	var names []string
+	if group != nil {
+		for _, mg := range group.Migrations {
+			names = append(names, mg.Name)
+		}
+	}
+	return names, nil
+}
+
+// lockMigrations takes the cross-process migration lock and initialises
+// bun's tables.
+func lockMigrations(ctx context.Context, db *bun.DB, m *migrate.Migrator) (func(), error) {
+	if dialectOf(db) == Postgres {
+		conn, err := db.DB.Conn(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
+		}
+		h := fnv.New64a()
+		h.Write([]byte("gotasks migrations"))
+		key := int64(h.Sum64())
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("gotasks: migrate: advisory lock: %w", err)
+		}
+		unlock := func() {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key)
+			conn.Close()
+		}
+		if err := m.Init(ctx); err != nil {
+			unlock()
+			return nil, fmt.Errorf("gotasks: migrate: init: %w", err)
+		}
+		return unlock, nil
+	}
+	if err := m.Init(ctx); err != nil {
+		return nil, fmt.Errorf("gotasks: migrate: init: %w", err)
+	}
+	// SQLite: bun's lock table; wait (poll) while another process holds it.
+	delay := 10 * time.Millisecond
+	for {
+		err := m.Lock(ctx)
+		if err == nil {
+			return func() { _ = m.Unlock(context.WithoutCancel(ctx)) }, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("gotasks: migrate: waiting for the migration lock: %w", errors.Join(ctx.Err(), err))
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+// MigrationSQL returns the SQL of every embedded migration of dialect d, in
+// order, each preceded by a comment with its name, for review or for
+// applying by hand. (Applying by hand does not record the migrations in
+// gotasks_migrations; prefer Migrate or `dbworker migrate`.)
+func MigrationSQL(d Dialect) (string, error) {
+	dir := "migrations/" + string(d)
+	entries, err := fs.ReadDir(migrationFiles, dir)
+	if err != nil {
+		return "", fmt.Errorf("gotasks: no migrations for dialect %q", d)
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".up.sql") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		body, err := fs.ReadFile(migrationFiles, dir+"/"+n)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "-- migration %s\n", strings.TrimSuffix(n, ".up.sql"))
+		b.WriteString(strings.ReplaceAll(string(body), "--bun:split", ""))
+		b.WriteString("\n")
+	}
+	return b.String(), nil
+}
+
+// PendingMigrations returns the names of the embedded migrations not yet
+// applied to db.
+func PendingMigrations(ctx context.Context, db *bun.DB) ([]string, error) {
+	ms, err := migrationsFor(dialectOf(db))
+	if err != nil {
+		return nil, err
+	}
+	all := ms.Sorted()
+	var applied []string
+	err = db.NewSelect().Table(migrationsTable).Column("name").Scan(ctx, &applied)
+	if err != nil {
+		if isMissingTable(err) {
+			names := make([]string, len(all))
+			for i, m := range all {
+				names[i] = m.Name
+			}
+			return names, nil
+		}
+		return nil, err
+	}
+	done := map[string]bool{}
+	for _, n := range applied {
+		done[n] = true
+	}
+	var pending []string
+	for _, m := range all {
+		if !done[m.Name] {
+			pending = append(pending, m.Name)
+		}
+	}
+	return pending, nil
+}
+
+func isMissingTable(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "no such table") || strings.Contains(msg, "SQLSTATE 42P01")
+}
+
+// checkSchema returns an error wrapping ErrSchemaMissing when migrations are
+// pending.
+func (b *Backend) checkSchema(ctx context.Context) error {
+	pending, err := PendingMigrations(ctx, b.db)
+	if err != nil {
+		return fmt.Errorf("gotasks: check schema: %w", err)
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("%w: %d migration(s) pending (%s) on the %s database; %s",
+			ErrSchemaMissing, len(pending), strings.Join(pending, ", "), b.dialect, migrateHint)
+	}
+	return nil
+}

@@ -1,0 +1,53 @@
+CREATE TABLE gotasks_task (
+    id                varchar(64)  PRIMARY KEY,
+    task_name         varchar(255) NOT NULL,
+    status            varchar(16)  NOT NULL
+        CHECK (status IN ('READY', 'RUNNING', 'SUCCESSFUL', 'FAILED', 'CANCELLED')),
+    args              json         NOT NULL,
+    priority          smallint     NOT NULL DEFAULT 0 CHECK (priority BETWEEN -100 AND 100),
+    queue             varchar(64)  NOT NULL DEFAULT 'default',
+    backend           varchar(64)  NOT NULL DEFAULT 'default',
+    run_after         timestamptz  NOT NULL,
+    enqueued_at       timestamptz  NOT NULL,
+    started_at        timestamptz,
+    finished_at       timestamptz,
+    last_attempted_at timestamptz,
+    attempts          integer      NOT NULL DEFAULT 0,
+    max_attempts      integer      NOT NULL DEFAULT 25 CHECK (max_attempts > 0),
+    timeout_ms        bigint       NOT NULL DEFAULT 0,
+    worker_ids        jsonb        NOT NULL DEFAULT '[]',
+    errors            jsonb        NOT NULL DEFAULT '[]',
+    return_value      json,
+    verbose_name      varchar(255) NOT NULL DEFAULT '',
+    creator           varchar(255) NOT NULL DEFAULT '',
+    repeat_ms         bigint       NOT NULL DEFAULT 0,
+    repeat_until      timestamptz,
+    worker_id         varchar(255),
+    heartbeat_at      timestamptz
+);
+
+--bun:split
+
+-- Serves the claim: READY rows of one backend in claim order.
+CREATE INDEX gotasks_task_claim_idx ON gotasks_task (backend, priority DESC, run_after, enqueued_at)
+    WHERE status = 'READY';
+
+--bun:split
+
+-- Serves rescue and heartbeats.
+CREATE INDEX gotasks_task_running_idx ON gotasks_task (backend, heartbeat_at)
+    WHERE status = 'RUNNING';
+
+--bun:split
+
+-- Serves prune.
+CREATE INDEX gotasks_task_finished_idx ON gotasks_task (finished_at)
+    WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED');
+
+--bun:split
+
+CREATE INDEX gotasks_task_name_idx ON gotasks_task (task_name, enqueued_at);
+
+--bun:split
+
+CREATE INDEX gotasks_task_creator_idx ON gotasks_task (creator) WHERE creator <> '';

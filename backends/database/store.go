@@ -1,0 +1,381 @@
+package database
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// This file holds the worker's statements: claim, complete, heartbeat,
+// rescue. Each is one statement per batch.
+
+// prefixed returns resultColumns with every column qualified by p.
+func prefixed(p string) string {
+	cols := strings.Split(resultColumns, ",")
+	for i, c := range cols {
+		cols[i] = p + strings.TrimSpace(c)
+	}
+	return strings.Join(cols, ", ")
+}
+
+// claimQuery builds the claim statement for a queue selection.
+// Parameters: $1 backend, $2 now, $3 limit, $4 worker id, then $5 the
+// queues to include and $6 the queues to exclude (when used).
+func (b *Backend) claimQuery(include, exclude []string) string {
+	var filter strings.Builder
+	if b.dialect == Postgres {
+		if len(include) > 0 {
+			filter.WriteString(" AND queue = ANY($5::text[])")
+		}
+		if len(exclude) > 0 {
+			filter.WriteString(" AND NOT (queue = ANY($6::text[]))")
+		}
+		return `WITH picked AS MATERIALIZED (
+	SELECT id FROM gotasks_task
+	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + `
+	ORDER BY priority DESC, run_after, enqueued_at
+	LIMIT $3
+	FOR UPDATE SKIP LOCKED)
+UPDATE gotasks_task t SET status = 'RUNNING', attempts = t.attempts + 1,
+	started_at = COALESCE(t.started_at, $2), last_attempted_at = $2, worker_id = $4::text, heartbeat_at = $2,
+	worker_ids = t.worker_ids || to_jsonb($4::text)
+FROM picked WHERE t.id = picked.id
+RETURNING ` + prefixed("t.")
+	}
+	if len(include) > 0 {
+		filter.WriteString(" AND queue IN (SELECT value FROM json_each($5))")
+	}
+	if len(exclude) > 0 {
+		filter.WriteString(" AND queue NOT IN (SELECT value FROM json_each($6))")
+	}
+	return `UPDATE gotasks_task SET status = 'RUNNING', attempts = attempts + 1,
+	started_at = COALESCE(started_at, $2), last_attempted_at = $2, worker_id = $4, heartbeat_at = $2,
+	worker_ids = json_insert(worker_ids, '$[#]', $4)
+WHERE id IN (
+	SELECT id FROM gotasks_task
+	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + `
+	ORDER BY priority DESC, run_after, enqueued_at
+	LIMIT $3)
+RETURNING ` + resultColumns
+}
+
+// claimArgs returns the arguments of claimQuery.
+func (b *Backend) claimArgs(t time.Time, limit int, workerID string, include, exclude []string) []any {
+	args := []any{b.Name(), b.dialect.ts(t), limit, workerID}
+	if b.dialect == Postgres {
+		if len(include) > 0 || len(exclude) > 0 {
+			args = append(args, include)
+		}
+		if len(exclude) > 0 {
+			args = append(args, exclude)
+		}
+		return args
+	}
+	if len(include) > 0 || len(exclude) > 0 {
+		j, _ := json.Marshal(include)
+		args = append(args, string(j))
+	}
+	if len(exclude) > 0 {
+		j, _ := json.Marshal(exclude)
+		args = append(args, string(j))
+	}
+	return args
+}
+
+// claim marks up to limit due READY tasks RUNNING for workerID and returns
+// them in claim order.
+func (b *Backend) claim(ctx context.Context, query string, limit int, workerID string, include, exclude []string) ([]*row, error) {
+	t := now()
+	unlock := b.writeLock()
+	defer unlock()
+	rows, err := b.db.DB.QueryContext(ctx, query, b.claimArgs(t, limit, workerID, include, exclude)...)
+	if err != nil {
+		return nil, b.wrapErr("claim", err)
+	}
+	defer rows.Close()
+	var out []*row
+	for rows.Next() {
+		r, err := scanResult(rows)
+		if err != nil {
+			return nil, b.wrapErr("claim", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, b.wrapErr("claim", err)
+	}
+	sortClaimOrder(out)
+	return out, nil
+}
+
+func sortClaimOrder(rs []*row) {
+	less := func(x, y *row) bool {
+		if x.Priority != y.Priority {
+			return x.Priority > y.Priority
+		}
+		if !x.RunAfter.Equal(y.RunAfter) {
+			return x.RunAfter.Before(y.RunAfter)
+		}
+		return x.EnqueuedAt.Before(y.EnqueuedAt)
+	}
+	// insertion sort: batches are small and nearly sorted
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && less(rs[j], rs[j-1]); j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+}
+
+// outcome is the end of one attempt, to be recorded.
+type outcome struct {
+	rec *tasks.RawResult // the claimed row, updated to what is recorded
+	// attempt guards the update: the row must still be RUNNING, held by
+	// this worker, at this attempt.
+	attempt int
+	// handBack: the worker stopped before the task finished; the task
+	// goes back to READY and the attempt is not counted.
+	handBack bool
+	newErr   *tasks.TaskError
+	// next is the next run of a repeating task, inserted with the
+	// completion.
+	next *tasks.RawResult
+}
+
+// complete records a batch of outcomes in one statement (plus one INSERT
+// for repeats, in the same transaction) and returns the outcomes that were
+// recorded; the others lost their claim (the task was rescued meanwhile).
+func (b *Backend) complete(ctx context.Context, workerID string, outs []*outcome) ([]*outcome, error) {
+	hasNext := false
+	for _, o := range outs {
+		hasNext = hasNext || o.next != nil
+	}
+	unlock := b.writeLock()
+	defer unlock()
+	if !hasNext {
+		ids, err := b.completeStmt(ctx, b.db.DB, workerID, outs)
+		if err != nil {
+			return nil, err
+		}
+		return recorded(outs, ids), nil
+	}
+	tx, err := b.db.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, b.wrapErr("complete", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	ids, err := b.completeStmt(ctx, tx, workerID, outs)
+	if err != nil {
+		return nil, err
+	}
+	done := recorded(outs, ids)
+	var nexts []*tasks.RawResult
+	for _, o := range done {
+		if o.next != nil {
+			nexts = append(nexts, o.next)
+		}
+	}
+	if len(nexts) > 0 {
+		if err := b.insert(ctx, tx, nexts, nexts[0].EnqueuedAt); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, b.wrapErr("complete: commit", err)
+	}
+	return done, nil
+}
+
+func recorded(outs []*outcome, ids map[string]bool) []*outcome {
+	done := make([]*outcome, 0, len(outs))
+	for _, o := range outs {
+		if ids[o.rec.ID] {
+			done = append(done, o)
+		}
+	}
+	return done
+}
+
+// pgComplete records outcomes given as parallel arrays and notifies result
+// waiters of finished ones (in payloads of at most 150 ids). $1 worker id.
+const pgComplete = `WITH v AS (
+	SELECT * FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
+		$8::text[], $9::int[]) AS v(vid, vattempt, vstatus, vret, vfin, vra, verr, vdec)),
+upd AS (
+	UPDATE gotasks_task t SET status = v.vstatus,
+		return_value = CASE WHEN v.vstatus = 'SUCCESSFUL' THEN v.vret::json ELSE t.return_value END,
+		finished_at = CASE WHEN v.vstatus = 'READY' THEN NULL ELSE v.vfin END,
+		run_after = CASE WHEN v.vstatus = 'READY' THEN v.vra ELSE t.run_after END,
+		errors = CASE WHEN v.verr = '' THEN t.errors ELSE t.errors || jsonb_build_array(v.verr::jsonb) END,
+		attempts = t.attempts - v.vdec,
+		worker_id = NULL, heartbeat_at = NULL
+	FROM v
+	WHERE t.id = v.vid AND t.status = 'RUNNING' AND t.worker_id = $1::text AND t.attempts = v.vattempt
+	RETURNING t.id, t.status),
+n AS (
+	SELECT pg_notify('` + doneChannel + `', string_agg(id, ','))
+	FROM (SELECT id, (row_number() OVER ()) / 150 AS g FROM upd WHERE status <> 'READY') s GROUP BY g)
+SELECT upd.id, (SELECT count(*) FROM n) FROM upd`
+
+func (b *Backend) completeStmt(ctx context.Context, q querier, workerID string, outs []*outcome) (map[string]bool, error) {
+	n := len(outs)
+	ids, statuses, rets, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	attempts, decs := make([]int32, n), make([]int32, n)
+	fins, ras := make([]time.Time, n), make([]time.Time, n)
+	for i, o := range outs {
+		r := o.rec
+		ids[i], statuses[i], attempts[i] = r.ID, string(r.Status), int32(o.attempt)
+		rets[i] = string(r.ReturnValue)
+		if r.FinishedAt != nil {
+			fins[i] = *r.FinishedAt
+		} else {
+			fins[i] = time.Time{}.UTC()
+		}
+		ras[i] = r.RunAfter
+		if o.newErr != nil {
+			j, err := json.Marshal(o.newErr)
+			if err != nil {
+				return nil, fmt.Errorf("gotasks complete: encode error: %w", err)
+			}
+			errs[i] = string(j)
+		}
+		if o.handBack {
+			decs[i] = 1
+		}
+	}
+	var (
+		rows interface {
+			Next() bool
+			Scan(...any) error
+			Err() error
+			Close() error
+		}
+		err error
+	)
+	if b.dialect == Postgres {
+		rows, err = q.QueryContext(ctx, pgComplete, workerID, ids, attempts, statuses, rets, fins, ras, errs, decs)
+	} else {
+		var sb strings.Builder
+		sb.WriteString("WITH v(vid, vattempt, vstatus, vret, vfin, vra, verr, vdec) AS (VALUES ")
+		args := make([]any, 0, 1+8*n)
+		args = append(args, workerID)
+		d := b.dialect
+		for i := range outs {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			placeholders(&sb, 2+8*i, 8)
+			var fin, ret, e any
+			if statuses[i] != string(tasks.StatusReady) {
+				fin = d.ts(fins[i])
+			}
+			if statuses[i] == string(tasks.StatusSuccessful) {
+				ret = rets[i]
+			}
+			if errs[i] != "" {
+				e = errs[i]
+			}
+			args = append(args, ids[i], attempts[i], statuses[i], ret, fin, d.ts(ras[i]), e, decs[i])
+		}
+		sb.WriteString(`)
+UPDATE gotasks_task SET status = v.vstatus,
+	return_value = CASE WHEN v.vstatus = 'SUCCESSFUL' THEN v.vret ELSE return_value END,
+	finished_at = v.vfin,
+	run_after = CASE WHEN v.vstatus = 'READY' THEN v.vra ELSE run_after END,
+	errors = CASE WHEN v.verr IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(v.verr)) END,
+	attempts = attempts - v.vdec,
+	worker_id = NULL, heartbeat_at = NULL
+FROM v
+WHERE gotasks_task.id = v.vid AND gotasks_task.status = 'RUNNING' AND gotasks_task.worker_id = $1
+	AND gotasks_task.attempts = v.vattempt
+RETURNING gotasks_task.id, 0`)
+		rows, err = q.QueryContext(ctx, sb.String(), args...)
+	}
+	if err != nil {
+		return nil, b.wrapErr("complete", err)
+	}
+	defer rows.Close()
+	done := make(map[string]bool, n)
+	for rows.Next() {
+		var id string
+		var x int64
+		if err := rows.Scan(&id, &x); err != nil {
+			return nil, b.wrapErr("complete", err)
+		}
+		done[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, b.wrapErr("complete", err)
+	}
+	return done, nil
+}
+
+// heartbeat refreshes the lease of every task workerID runs.
+func (b *Backend) heartbeat(ctx context.Context, workerID string) error {
+	unlock := b.writeLock()
+	defer unlock()
+	_, err := b.db.DB.ExecContext(ctx, `UPDATE gotasks_task SET heartbeat_at = $1
+		WHERE backend = $2 AND status = 'RUNNING' AND worker_id = $3`, b.dialect.ts(now()), b.Name(), workerID)
+	return b.wrapErr("heartbeat", err)
+}
+
+// WorkerLostType is the TaskError type recorded for a task whose worker
+// stopped heartbeating or overran the maximum run time.
+const WorkerLostType = "database.WorkerLost"
+
+// rescue puts back to READY (or FAILED when out of attempts) the RUNNING
+// tasks whose worker stopped heartbeating before heartbeatCutoff, or that
+// started before runCutoff, other than those of self (whose heartbeat is
+// known to be alive). One statement; safe to run from many workers at once.
+func (b *Backend) rescue(ctx context.Context, self string, heartbeatCutoff, runCutoff time.Time) ([]*row, error) {
+	t := now()
+	d := b.dialect
+	var q string
+	if d == Postgres {
+		q = `UPDATE gotasks_task SET
+	status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'READY' END,
+	finished_at = CASE WHEN attempts >= max_attempts THEN $1::timestamptz ELSE NULL END,
+	run_after = $1::timestamptz,
+	errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempts, 'type', '` + WorkerLostType + `',
+		'message', CASE WHEN last_attempted_at < $5 THEN 'task ran longer than the maximum run time on worker '
+			ELSE 'worker stopped heartbeating while running the task: ' END || COALESCE(worker_id, '?'),
+		'at', $2::text)),
+	worker_id = NULL, heartbeat_at = NULL
+WHERE backend = $3 AND status = 'RUNNING'
+	AND ((heartbeat_at < $4 AND worker_id <> $6) OR last_attempted_at < $5)
+RETURNING ` + resultColumns
+	} else {
+		q = `UPDATE gotasks_task SET
+	status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'READY' END,
+	finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END,
+	run_after = $1,
+	errors = json_insert(errors, '$[#]', json_object('attempt', attempts, 'type', '` + WorkerLostType + `',
+		'message', CASE WHEN last_attempted_at < $5 THEN 'task ran longer than the maximum run time on worker '
+			ELSE 'worker stopped heartbeating while running the task: ' END || COALESCE(worker_id, '?'),
+		'at', $2)),
+	worker_id = NULL, heartbeat_at = NULL
+WHERE backend = $3 AND status = 'RUNNING'
+	AND ((heartbeat_at < $4 AND worker_id <> $6) OR last_attempted_at < $5)
+RETURNING ` + resultColumns
+	}
+	unlock := b.writeLock()
+	defer unlock()
+	rows, err := b.db.DB.QueryContext(ctx, q, d.ts(t), t.Format(time.RFC3339Nano), b.Name(),
+		d.ts(heartbeatCutoff), d.ts(runCutoff), self)
+	if err != nil {
+		return nil, b.wrapErr("rescue", err)
+	}
+	defer rows.Close()
+	var out []*row
+	for rows.Next() {
+		r, err := scanResult(rows)
+		if err != nil {
+			return nil, b.wrapErr("rescue", err)
+		}
+		out = append(out, r)
+	}
+	return out, b.wrapErr("rescue", rows.Err())
+}

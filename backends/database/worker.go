@@ -1,0 +1,722 @@
+package database
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gotasks/gotasks/signals"
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// Worker defaults.
+const (
+	DefaultConcurrency       = 10
+	DefaultPollInterval      = time.Second
+	DefaultHeartbeatInterval = 5 * time.Second
+	// DefaultRescueAfter is how long a RUNNING task may go without a
+	// heartbeat from its worker before another worker puts it back to READY
+	// (or FAILED when it has no attempt left): six missed heartbeats.
+	DefaultRescueAfter = 30 * time.Second
+	// DefaultMaxRunTime bounds one attempt (django-background-tasks'
+	// MAX_RUN_TIME): the attempt's context is cancelled then, and a task
+	// RUNNING for longer is rescued even if its worker still heartbeats.
+	DefaultMaxRunTime = time.Hour
+)
+
+// ErrHardStop is returned by Run and Stop when running tasks had to be
+// cancelled and handed back for retry.
+var ErrHardStop = errors.New("worker stopped hard: running tasks were cancelled and handed back")
+
+// WorkerConfig configures a Worker. The zero value works: all queues,
+// DefaultConcurrency, DefaultPollInterval, and so on.
+type WorkerConfig struct {
+	// Queues to claim from; empty or ["*"] means all.
+	Queues []string
+	// ExcludeQueues are never claimed from.
+	ExcludeQueues []string
+	// Concurrency is how many tasks run at once (goroutines).
+	Concurrency int
+	// BatchSize caps the tasks claimed per statement (default: Concurrency,
+	// at most 1000).
+	BatchSize int
+	// PollInterval is how often an idle worker looks for due tasks when no
+	// notification woke it (the backstop; the only mechanism across
+	// processes on SQLite).
+	PollInterval time.Duration
+	// WorkerID identifies the worker in results (default host:pid:random).
+	WorkerID string
+	// HeartbeatInterval is how often the worker refreshes the lease of the
+	// tasks it runs.
+	HeartbeatInterval time.Duration
+	// RescueAfter: see DefaultRescueAfter. Must exceed HeartbeatInterval.
+	RescueAfter time.Duration
+	// MaxRunTime: see DefaultMaxRunTime.
+	MaxRunTime time.Duration
+	// MaxTasks stops the worker after it recorded that many outcomes
+	// (0: no limit).
+	MaxTasks int
+	// Duration stops the worker (gracefully) after it ran that long
+	// (0: forever).
+	Duration time.Duration
+	// ExitWhenEmpty stops the worker when no task is due and none is
+	// running (django-tasks' --batch).
+	ExitWhenEmpty bool
+	// GracePeriod bounds the graceful stop of Run: running tasks get this
+	// long to finish after ctx is cancelled before they are cancelled and
+	// handed back (default 30 s).
+	GracePeriod time.Duration
+	// Logger defaults to the backend's logger.
+	Logger *slog.Logger
+}
+
+func (c *WorkerConfig) normalize(b *Backend) error {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = min(c.Concurrency, 1000)
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.RescueAfter == 0 {
+		c.RescueAfter = max(DefaultRescueAfter, 3*c.HeartbeatInterval)
+	}
+	if c.MaxRunTime == 0 {
+		c.MaxRunTime = DefaultMaxRunTime
+	}
+	if c.GracePeriod == 0 {
+		c.GracePeriod = 30 * time.Second
+	}
+	if c.WorkerID == "" {
+		host, _ := os.Hostname()
+		var rb [3]byte
+		_, _ = rand.Read(rb[:])
+		c.WorkerID = host + ":" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(rb[:])
+	}
+	if c.Logger == nil {
+		c.Logger = b.log
+	}
+	if len(c.Queues) == 1 && c.Queues[0] == "*" {
+		c.Queues = nil
+	}
+	var probs []string
+	if c.Concurrency < 0 || c.BatchSize < 0 || c.MaxTasks < 0 || c.Duration < 0 {
+		probs = append(probs, "concurrency, batch size, max tasks and duration must not be negative")
+	}
+	if c.PollInterval < 0 || c.HeartbeatInterval < 0 || c.MaxRunTime < 0 {
+		probs = append(probs, "intervals must be positive")
+	}
+	if c.RescueAfter <= c.HeartbeatInterval {
+		probs = append(probs, fmt.Sprintf("rescue delay %v must exceed the heartbeat interval %v", c.RescueAfter, c.HeartbeatInterval))
+	}
+	if len(c.WorkerID) > 255 {
+		probs = append(probs, "worker id is longer than 255 bytes")
+	}
+	for _, q := range append(slices.Clone(c.Queues), c.ExcludeQueues...) {
+		if q == "" || q == "*" {
+			probs = append(probs, fmt.Sprintf("queue name %q is not valid in a list", q))
+		}
+	}
+	if qs := b.Queues(); len(qs) > 0 {
+		for _, q := range c.Queues {
+			if !slices.Contains(qs, q) {
+				probs = append(probs, fmt.Sprintf("queue %q is not allowed on backend %q (allowed: %v)", q, b.Name(), qs))
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return fmt.Errorf("%w: worker: %v", tasks.ErrInvalidBackend, probs)
+	}
+	return nil
+}
+
+// Worker claims due tasks of one database backend and runs them: claims
+// in batches in SPEC order, runs up to Concurrency at once, records
+// outcomes in batches, retries with backoff, keeps a heartbeat on what it
+// runs, rescues tasks of workers that vanished, re-enqueues repeating
+// tasks, and wakes on LISTEN/NOTIFY (PostgreSQL) or in-process enqueues.
+//
+// A Worker runs once: Start (or Run), then Stop or StopAndCancel.
+type Worker struct {
+	b     *Backend
+	cfg   WorkerConfig
+	log   *slog.Logger
+	query string
+
+	startOnce sync.Once
+	started   atomic.Bool
+
+	stopClaim     chan struct{} // closed: claim no more
+	stopClaimOnce sync.Once
+	taskCtx       context.Context // running tasks' parent; cancelled on hard stop
+	cancelTasks   context.CancelFunc
+	hardStopped   atomic.Bool
+
+	slots      chan struct{} // capacity = Concurrency
+	slotFreed  chan struct{}
+	running    sync.WaitGroup
+	outcomes   chan *outcome
+	flush      chan struct{} // closed: record what is queued, then exit
+	abandon    chan struct{} // closed: stop retrying failed writes
+	claimCtx   context.Context
+	claimStop  context.CancelFunc
+	loopsDone  chan struct{} // fetcher exited
+	completerD chan struct{}
+	bgCancel   context.CancelFunc
+	bgDone     sync.WaitGroup
+	done       chan struct{} // closed when fully stopped
+	stopErr    error
+
+	claimed   atomic.Int64
+	processed atomic.Int64
+	reason    atomic.Value // string: why the worker stopped by itself
+	selfStop  chan struct{}
+	selfOnce  sync.Once
+}
+
+// NewWorker returns a worker for b. Invalid settings are an error wrapping
+// tasks.ErrInvalidBackend.
+func NewWorker(b *Backend, cfg WorkerConfig) (*Worker, error) {
+	if err := cfg.normalize(b); err != nil {
+		return nil, err
+	}
+	w := &Worker{
+		b: b, cfg: cfg, log: cfg.Logger.With("worker_id", cfg.WorkerID, "backend", b.Name()),
+		query:      b.claimQuery(cfg.Queues, cfg.ExcludeQueues),
+		stopClaim:  make(chan struct{}),
+		slots:      make(chan struct{}, cfg.Concurrency),
+		slotFreed:  make(chan struct{}, 1),
+		outcomes:   make(chan *outcome, cfg.Concurrency),
+		flush:      make(chan struct{}),
+		abandon:    make(chan struct{}),
+		loopsDone:  make(chan struct{}),
+		completerD: make(chan struct{}),
+		done:       make(chan struct{}),
+		selfStop:   make(chan struct{}),
+	}
+	w.taskCtx, w.cancelTasks = context.WithCancel(context.Background())
+	w.claimCtx, w.claimStop = context.WithCancel(context.Background())
+	return w, nil
+}
+
+// ID returns the worker's id.
+func (w *Worker) ID() string { return w.cfg.WorkerID }
+
+// Processed returns how many outcomes the worker has recorded.
+func (w *Worker) Processed() int64 { return w.processed.Load() }
+
+// Done is closed when the worker has stopped completely.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// StoppedByItself is closed when the worker decided to stop (MaxTasks,
+// Duration, ExitWhenEmpty); Run then stops it gracefully.
+func (w *Worker) StoppedByItself() <-chan struct{} { return w.selfStop }
+
+// Run starts the worker and blocks until it stops: by itself (MaxTasks,
+// Duration, ExitWhenEmpty), or when ctx is done, after which running tasks
+// get GracePeriod to finish before they are cancelled and handed back. It
+// returns nil after a graceful stop and an error wrapping ErrHardStop when
+// tasks had to be handed back.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-w.selfStop:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.GracePeriod)
+	defer cancel()
+	return w.Stop(sctx)
+}
+
+// Start starts the worker's goroutines and returns. ctx only bounds the
+// start-up (the schema check); stop the worker with Stop or StopAndCancel.
+func (w *Worker) Start(ctx context.Context) error {
+	var err error
+	first := false
+	w.startOnce.Do(func() { first = true })
+	if !first {
+		return errors.New("gotasks: worker already started")
+	}
+	if err = w.b.checkSchema(ctx); err != nil {
+		close(w.done)
+		return err
+	}
+	w.started.Store(true)
+	bg, cancel := context.WithCancel(context.Background())
+	w.bgCancel = cancel
+	wake, unsub := w.b.hub.subscribeWake()
+	go func() {
+		defer close(w.loopsDone)
+		defer unsub()
+		w.fetchLoop(w.claimCtx, wake)
+	}()
+	go func() {
+		defer close(w.completerD)
+		w.completeLoop()
+	}()
+	w.bgDone.Add(2)
+	go func() { defer w.bgDone.Done(); w.heartbeatLoop(bg) }()
+	go func() { defer w.bgDone.Done(); w.rescueLoop(bg) }()
+	if w.cfg.Duration > 0 {
+		w.bgDone.Add(1)
+		go func() {
+			defer w.bgDone.Done()
+			t := time.NewTimer(w.cfg.Duration)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				w.stopByItself("duration elapsed")
+			case <-bg.Done():
+			}
+		}()
+	}
+	w.log.Info("gotasks: worker started", "queues", queuesLabel(w.cfg.Queues), "exclude", w.cfg.ExcludeQueues,
+		"concurrency", w.cfg.Concurrency, "dialect", w.b.dialect)
+	return nil
+}
+
+func queuesLabel(q []string) any {
+	if len(q) == 0 {
+		return "*"
+	}
+	return q
+}
+
+func (w *Worker) stopByItself(reason string) {
+	w.selfOnce.Do(func() {
+		w.reason.Store(reason)
+		w.log.Info("gotasks: worker stopping", "reason", reason)
+		close(w.selfStop)
+		w.stopClaiming()
+	})
+}
+
+func (w *Worker) stopClaiming() {
+	w.stopClaimOnce.Do(func() {
+		close(w.stopClaim)
+		w.claimStop()
+	})
+}
+
+// pending is the number of claimed tasks whose outcome is not recorded.
+func (w *Worker) pending() int64 { return w.claimed.Load() - w.processed.Load() }
+
+// Stop stops claiming and waits for running tasks to finish and their
+// outcomes to be recorded. If ctx is done first, the remaining tasks are
+// cancelled and handed back for retry (StopAndCancel) and the error wraps
+// ErrHardStop.
+func (w *Worker) Stop(ctx context.Context) error {
+	if !w.started.Load() {
+		return nil
+	}
+	w.stopClaiming()
+	<-w.loopsDone
+	drained := make(chan struct{})
+	go func() { w.running.Wait(); close(drained) }()
+	select {
+	case <-drained:
+		return w.finish(ctx, nil)
+	case <-ctx.Done():
+		return w.StopAndCancel(context.WithoutCancel(ctx))
+	}
+}
+
+// StopAndCancel stops claiming, cancels the contexts of running tasks and
+// hands them back: they return to READY without using up an attempt. It
+// waits for the tasks to return (a task that ignores its context is left
+// RUNNING after 10 s, to be rescued) and returns an error wrapping
+// ErrHardStop if any was running.
+func (w *Worker) StopAndCancel(ctx context.Context) error {
+	if !w.started.Load() {
+		return nil
+	}
+	w.stopClaiming()
+	<-w.loopsDone
+	w.hardStopped.Store(true)
+	w.cancelTasks()
+	drained := make(chan struct{})
+	go func() { w.running.Wait(); close(drained) }()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var err error
+	select {
+	case <-drained:
+	case <-wctx.Done():
+		err = errors.New("some tasks ignored their cancelled context; they stay RUNNING until rescued")
+	}
+	return w.finish(ctx, errors.Join(ErrHardStop, err))
+}
+
+func (w *Worker) finish(ctx context.Context, stopErr error) error {
+	select {
+	case <-w.done:
+		return w.stopErr
+	default:
+	}
+	if !w.hardStopped.Load() {
+		stopErr = nil
+	}
+	// The completer records what is queued, then exits; if the database
+	// stays away past ctx, it gives up and the tasks are rescued later.
+	close(w.flush)
+	select {
+	case <-w.completerD:
+	case <-ctx.Done():
+		close(w.abandon)
+		<-w.completerD
+	}
+	w.bgCancel()
+	w.bgDone.Wait()
+	w.cancelTasks()
+	w.claimStop()
+	w.stopErr = stopErr
+	w.log.Info("gotasks: worker stopped", "processed", w.processed.Load(), "hard", w.hardStopped.Load())
+	close(w.done)
+	return stopErr
+}
+
+// fetchLoop claims tasks while there are free slots and due tasks.
+func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
+	poll := time.NewTimer(w.cfg.PollInterval)
+	defer poll.Stop()
+	errDelay := 100 * time.Millisecond
+	for {
+		select {
+		case <-w.stopClaim:
+			return
+		default:
+		}
+		free := w.cfg.Concurrency - len(w.slots)
+		if free <= 0 {
+			select {
+			case <-w.stopClaim:
+				return
+			case <-w.slotFreed:
+			}
+			continue
+		}
+		limit := min(free, w.cfg.BatchSize)
+		if w.cfg.MaxTasks > 0 {
+			left := int64(w.cfg.MaxTasks) - w.claimed.Load()
+			if left <= 0 {
+				select { // wait for the completer to reach MaxTasks
+				case <-w.stopClaim:
+					return
+				case <-w.slotFreed:
+				}
+				continue
+			}
+			limit = min(limit, int(left))
+		}
+		rows, err := w.b.claim(ctx, w.query, limit, w.cfg.WorkerID, w.cfg.Queues, w.cfg.ExcludeQueues)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.log.Error("gotasks: claim failed; retrying", "err", err, "retry_in", errDelay)
+			if !w.sleep(errDelay) {
+				return
+			}
+			errDelay = min(errDelay*2, 5*time.Second)
+			continue
+		}
+		errDelay = 100 * time.Millisecond
+		for _, r := range rows {
+			w.slots <- struct{}{}
+			w.claimed.Add(1)
+			w.running.Add(1)
+			go w.runTask(r)
+		}
+		if len(rows) == limit {
+			continue // maybe more due
+		}
+		if w.cfg.ExitWhenEmpty && len(rows) == 0 && w.pending() == 0 {
+			w.stopByItself("queue empty")
+			return
+		}
+		if !poll.Stop() {
+			select {
+			case <-poll.C:
+			default:
+			}
+		}
+		poll.Reset(w.cfg.PollInterval)
+		var freed <-chan struct{}
+		if w.cfg.ExitWhenEmpty {
+			freed = w.slotFreed // re-check emptiness as tasks finish
+		}
+		select {
+		case <-w.stopClaim:
+			return
+		case <-wake:
+		case <-poll.C:
+		case <-freed:
+		}
+	}
+}
+
+func (w *Worker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.stopClaim:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (w *Worker) releaseSlot() {
+	<-w.slots
+	select {
+	case w.slotFreed <- struct{}{}:
+	default:
+	}
+}
+
+// runTask runs one claimed task and hands its outcome to the completer.
+func (w *Worker) runTask(r *row) {
+	defer w.running.Done()
+	rec := r.RawResult.Clone()
+	attempt := rec.Attempts
+	signals.TaskStarted.Send(w.taskCtx, w.b.Name(), rec)
+
+	run := rec.Clone()
+	def, known := tasks.Lookup(rec.TaskName)
+	timeout := rec.Timeout
+	if timeout <= 0 && known {
+		timeout = def.Defaults().Timeout
+	}
+	if timeout <= 0 || timeout > w.cfg.MaxRunTime {
+		timeout = w.cfg.MaxRunTime
+	}
+	run.Timeout = timeout
+	out, err := tasks.Execute(w.taskCtx, run)
+	end := now()
+	o := &outcome{rec: rec, attempt: attempt}
+	switch {
+	case err == nil:
+		rec.Status, rec.ReturnValue, rec.FinishedAt = tasks.StatusSuccessful, out, &end
+		o.next = w.nextRun(rec, end)
+	case w.hardStopped.Load() && w.taskCtx.Err() != nil:
+		// Stopped under the task: hand it back without using up the attempt.
+		o.handBack = true
+		rec.Status, rec.RunAfter, rec.Attempts = tasks.StatusReady, end, rec.Attempts-1
+	default:
+		te := tasks.NewTaskError(attempt, end, err)
+		o.newErr = &te
+		rec.Errors = append(rec.Errors, te)
+		permanent := errors.Is(err, tasks.ErrUnknownTask) || isArgsError(err)
+		if !permanent && attempt < rec.MaxAttempts {
+			backoff := w.b.DefaultBackoff()
+			if known && def.Defaults().Backoff != nil {
+				backoff = def.Defaults().Backoff
+			}
+			rec.Status, rec.RunAfter = tasks.StatusReady, end.Add(backoff(attempt)).Truncate(time.Microsecond)
+		} else {
+			rec.Status, rec.FinishedAt = tasks.StatusFailed, &end
+		}
+		w.log.Warn("gotasks: task attempt failed", "task", rec.TaskName, "id", rec.ID, "attempt", attempt,
+			"max_attempts", rec.MaxAttempts, "status", rec.Status, "err", err)
+	}
+	w.releaseSlot()
+	w.outcomes <- o
+}
+
+func isArgsError(err error) bool {
+	var ae *tasks.ArgsError
+	return errors.As(err, &ae)
+}
+
+// nextRun returns the next run of a repeating task that just succeeded:
+// scheduled time + interval, stepped forward past now, unless past the end.
+func (w *Worker) nextRun(rec *tasks.RawResult, t time.Time) *tasks.RawResult {
+	if rec.Repeat <= 0 {
+		return nil
+	}
+	next := rec.RunAfter.Add(rec.Repeat)
+	if !next.After(t) {
+		steps := t.Sub(next)/rec.Repeat + 1
+		next = next.Add(steps * rec.Repeat)
+	}
+	if rec.RepeatUntil != nil && next.After(*rec.RepeatUntil) {
+		return nil
+	}
+	n := &tasks.RawResult{
+		ID: tasks.NewID(), TaskName: rec.TaskName, Status: tasks.StatusReady, Args: rec.Args,
+		Priority: rec.Priority, Queue: rec.Queue, Backend: rec.Backend, RunAfter: next.Truncate(time.Microsecond),
+		EnqueuedAt: t, MaxAttempts: rec.MaxAttempts, Timeout: rec.Timeout, VerboseName: rec.VerboseName,
+		Creator: rec.Creator, Repeat: rec.Repeat, RepeatUntil: rec.RepeatUntil,
+	}
+	return n
+}
+
+// completeLoop records outcomes in batches until the outcomes channel is
+// closed and drained. A failed write is retried (the database may be away
+// for a while); outcomes are never dropped while the worker runs.
+func (w *Worker) completeLoop() {
+	const maxBatch = 500
+	batch := make([]*outcome, 0, maxBatch)
+	for {
+		var o *outcome
+		select {
+		case o = <-w.outcomes:
+		case <-w.flush:
+			select {
+			case o = <-w.outcomes:
+			default:
+				return // flushed everything
+			}
+		}
+		batch = append(batch[:0], o)
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case o := <-w.outcomes:
+				batch = append(batch, o)
+			default:
+				break more
+			}
+		}
+		w.record(batch)
+	}
+}
+
+func (w *Worker) record(batch []*outcome) {
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		done, err := w.b.complete(ctx, w.cfg.WorkerID, batch)
+		cancel()
+		if err == nil {
+			w.afterRecord(batch, done)
+			return
+		}
+		w.log.Error("gotasks: recording task outcomes failed; retrying", "err", err, "tasks", len(batch),
+			"attempt", attempt, "retry_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-w.abandon:
+			t.Stop()
+			w.log.Error("gotasks: gave up recording task outcomes at shutdown; the tasks stay RUNNING until rescued",
+				"tasks", len(batch))
+			w.processed.Add(int64(len(batch)))
+			return
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+func (w *Worker) afterRecord(batch, done []*outcome) {
+	if len(done) < len(batch) {
+		ok := map[*outcome]bool{}
+		for _, o := range done {
+			ok[o] = true
+		}
+		for _, o := range batch {
+			if !ok[o] {
+				w.log.Warn("gotasks: outcome discarded: the task was rescued from this worker meanwhile",
+					"task", o.rec.TaskName, "id", o.rec.ID, "attempt", o.attempt, "status", o.rec.Status)
+			}
+		}
+	}
+	ids := make([]string, 0, len(done))
+	wakeNext := false
+	for _, o := range done {
+		ids = append(ids, o.rec.ID)
+		signals.TaskFinished.Send(context.Background(), w.b.Name(), o.rec)
+		if o.next != nil {
+			signals.TaskEnqueued.Send(context.Background(), w.b.Name(), o.next)
+		}
+		if o.rec.Status == tasks.StatusReady && !o.rec.RunAfter.After(now()) {
+			wakeNext = true
+		}
+	}
+	w.b.hub.finished(ids...)
+	if wakeNext {
+		w.b.hub.wake()
+	}
+	n := w.processed.Add(int64(len(batch)))
+	if w.cfg.MaxTasks > 0 && n >= int64(w.cfg.MaxTasks) {
+		w.stopByItself("max tasks reached")
+	}
+	select {
+	case w.slotFreed <- struct{}{}:
+	default:
+	}
+}
+
+// heartbeatLoop refreshes the lease of running tasks until ctx is done.
+func (w *Worker) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(w.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if w.pending() == 0 {
+			continue
+		}
+		if err := w.b.heartbeat(ctx, w.cfg.WorkerID); err != nil && ctx.Err() == nil {
+			w.log.Warn("gotasks: heartbeat failed", "err", err)
+		}
+	}
+}
+
+// rescueLoop rescues tasks of vanished workers, at start-up and then every
+// RescueAfter/2 (with jitter so that many workers spread out).
+func (w *Worker) rescueLoop(ctx context.Context) {
+	for {
+		hb := now().Add(-w.cfg.RescueAfter)
+		run := now().Add(-w.cfg.MaxRunTime - w.cfg.RescueAfter)
+		rows, err := w.b.rescue(ctx, w.cfg.WorkerID, hb, run)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.log.Warn("gotasks: rescue failed", "err", err)
+		}
+		var finished []string
+		for _, r := range rows {
+			w.log.Warn("gotasks: rescued task of a vanished worker", "task", r.TaskName, "id", r.ID,
+				"status", r.Status, "attempts", r.Attempts)
+			signals.TaskFinished.Send(ctx, w.b.Name(), &r.RawResult)
+			if r.Status.Finished() {
+				finished = append(finished, r.ID)
+			}
+		}
+		if len(rows) > 0 {
+			w.b.hub.finished(finished...)
+			w.b.hub.wake()
+		}
+		var jb [1]byte
+		_, _ = rand.Read(jb[:])
+		d := w.cfg.RescueAfter/2 + time.Duration(jb[0])*w.cfg.RescueAfter/2/512
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
