@@ -145,7 +145,7 @@ func (r *RawResult) valueErr() error {
 		return nil
 	case StatusFailed:
 		if last := r.LastError(); last != nil {
-			return fmt.Errorf("task %s (%s): %w: %s", r.TaskName, r.ID, ErrTaskFailed, last.Error())
+			return fmt.Errorf("task %s (%s): %w after %d attempt(s): %s", r.TaskName, r.ID, ErrTaskFailed, r.Attempts, last.Message)
 		}
 		return fmt.Errorf("task %s (%s): %w", r.TaskName, r.ID, ErrTaskFailed)
 	case StatusCancelled:

@@ -192,7 +192,7 @@ func (b *fake) drain(ctx context.Context) error {
 		if err != nil {
 			r.Errors = append(r.Errors, tasks.NewTaskError(r.Attempts, end, err))
 			maxAttempts := cmp.Or(r.MaxAttempts, b.DefaultMaxAttempts())
-			if false && r.Attempts < maxAttempts {
+			if r.Attempts < maxAttempts {
 				backoff := b.DefaultBackoff()
 				if run, ok := tasks.Lookup(r.TaskName); ok && run.Defaults().Backoff != nil {
 					backoff = run.Defaults().Backoff
