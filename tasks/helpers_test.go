@@ -96,3 +96,5 @@ func (j joiner) JoinsTx(ctx context.Context) bool {
 	h := tasks.TxFromContext(ctx)
 	return h != nil && h.Owner() == j.recording
 }
+
+func newDummyUnregistered(name string) *dummy.Backend { return dummy.New(tasks.WithName(name)) }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,16 +199,15 @@ func TestCallRunsSynchronously(t *testing.T) {
 	}
 }
 
-// countSignals counts signals from now on; call the returned function to
-// read the count.
-func countSignals(t *testing.T) func() int {
-	var mu = make(chan struct{}, 1)
-	n := 0
-	inc := func(context.Context, string, *tasks.RawResult) { mu <- struct{}{}; n++; <-mu }
+// countSignals counts the signals sent from now on; the returned function
+// reads the count.
+func countSignals(t *testing.T) func() int64 {
+	var n atomic.Int64
+	inc := func(context.Context, string, *tasks.RawResult) { n.Add(1) }
 	for _, s := range []*signals.Signal{signals.TaskEnqueued, signals.TaskStarted, signals.TaskFinished} {
 		t.Cleanup(s.Connect(inc))
 	}
-	return func() int { mu <- struct{}{}; defer func() { <-mu }(); return n }
+	return n.Load
 }
 
 func TestUnconfiguredDefaultRunsImmediately(t *testing.T) {

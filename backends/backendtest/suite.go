@@ -994,7 +994,7 @@ func testCheck(t *testing.T, f Factory) {
 // testConcurrentEnqueue: enqueues from many goroutines all land.
 func testConcurrentEnqueue(t *testing.T, f Factory) {
 	e := newEnv(t, f)
-	const workers, each = 8, 4
+	const workers, each = 4, 4
 	var (
 		mu  sync.Mutex
 		ids []string

@@ -196,7 +196,9 @@ func (b *Backend) run(ctx context.Context, due time.Time) (int, error) {
 			r.Status, r.ReturnValue = tasks.StatusSuccessful, out
 		}
 		b.mu.Lock()
-		b.results[r.ID] = r.Clone()
+		if _, ok := b.results[r.ID]; ok { // unless Clear forgot it meanwhile
+			b.results[r.ID] = r.Clone()
+		}
 		b.mu.Unlock()
 		signals.TaskFinished.Send(ctx, b.Name(), r)
 	}

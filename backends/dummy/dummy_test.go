@@ -300,3 +300,49 @@ func TestAllowedQueuesCheck(t *testing.T) {
 		t.Errorf("Check: %v, want ErrInvalidBackend", err)
 	}
 }
+
+// gates lets a gatedTask block until the test releases it.
+var gates sync.Map // key → chan struct{}
+
+var gatedTask = tasks.Define("dummy_test.gated", func(ctx context.Context, key string) (int, error) {
+	ch, _ := gates.Load(key)
+	select {
+	case <-ch.(chan struct{}):
+		return 1, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+})
+
+// TestClearWhileRunning: a task that finishes after Clear is not stored
+// again.
+func TestClearWhileRunning(t *testing.T) {
+	b, name := newBackend(t)
+	ctx := t.Context()
+	release := make(chan struct{})
+	gates.Store(name, release)
+	started := make(chan struct{})
+	t.Cleanup(signals.TaskStarted.Connect(func(_ context.Context, sender string, _ *tasks.RawResult) {
+		if sender == name {
+			close(started)
+		}
+	}))
+	res, err := gatedTask.Using(tasks.WithBackend(name)).Enqueue(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := b.RunReady(ctx); done <- err }()
+	<-started
+	b.Clear()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetResult(ctx, res.ID); !errors.Is(err, tasks.ErrResultNotFound) {
+		t.Errorf("GetResult of a result cleared while it ran: %v, want ErrResultNotFound", err)
+	}
+	if n := len(b.Results()); n != 0 {
+		t.Errorf("Results() has %d entries after Clear", n)
+	}
+}
