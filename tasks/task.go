@@ -288,10 +288,13 @@ func submit(ctx context.Context, b Backend, onCommit *bool, reqs []*EnqueueReque
 			for i, r := range reqs {
 				pending[i] = r.NewRawResult(b.Name(), now)
 			}
-			h.OnCommit(func(ctx context.Context) error {
+			err := h.OnCommit(func(ctx context.Context) error {
 				_, err := enqueueNow(ctx, b, reqs)
 				return err
 			})
+			if err != nil {
+				return nil, fmt.Errorf("enqueue on commit: %w", err)
+			}
 			return pending, nil
 		}
 	}

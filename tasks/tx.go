@@ -27,15 +27,20 @@ func NewTxHooks(owner any) *TxHooks { return &TxHooks{owner: owner} }
 // Owner returns what NewTxHooks was given.
 func (h *TxHooks) Owner() any { return h.owner }
 
-// OnCommit registers fn to run after commit. Registering on hooks that
-// already ended runs nothing and is a programming error of the helper.
-func (h *TxHooks) OnCommit(fn func(context.Context) error) {
+// ErrTxDone is returned when work is deferred to a transaction that has
+// already committed or rolled back (a context kept past its transaction).
+var ErrTxDone = errors.New("the transaction in the context has already ended")
+
+// OnCommit registers fn to run after commit. It returns ErrTxDone when the
+// transaction already ended.
+func (h *TxHooks) OnCommit(fn func(context.Context) error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.ended {
-		panic("tasks: OnCommit after the transaction ended")
+		return ErrTxDone
 	}
 	h.fns = append(h.fns, fn)
+	return nil
 }
 
 // Commit runs the registered functions in order, with a context that no

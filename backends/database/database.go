@@ -59,7 +59,8 @@ type Backend struct {
 	// SQLite's busy handler. Other processes are handled by busy_timeout.
 	writeMu sync.Mutex
 
-	hub *hub // in-process wake-ups and result waiters; PostgreSQL listener
+	hub   *hub // in-process wake-ups and result waiters; PostgreSQL listener
+	stmts stmtCache
 
 	closeOnce sync.Once
 }
@@ -132,6 +133,7 @@ func newBackend(ctx context.Context, db *bun.DB, own bool, opts []Option) (*Back
 		return nil, err
 	}
 	b.hub = newHub(b)
+	b.stmts.db = db.DB
 	if err := b.ping(ctx); err != nil {
 		return nil, err
 	}
@@ -168,6 +170,7 @@ func (b *Backend) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		b.hub.close()
+		b.stmts.close()
 		if b.ownDB {
 			err = b.db.Close()
 		}
@@ -197,20 +200,39 @@ func (b *Backend) Check(ctx context.Context) error {
 	if len(errs) == 0 {
 		return nil
 	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
+	// One line naming each problem once; errors.Is matches every one.
+	format := "gotasks backend %q: %d problem(s): " + strings.TrimSuffix(strings.Repeat("%w; ", len(errs)), "; ")
+	args := []any{b.Name(), len(errs)}
+	for _, e := range errs {
+		args = append(args, e)
 	}
-	return fmt.Errorf("gotasks backend %q: %d problem(s): %s: %w", b.Name(), len(errs), strings.Join(msgs, "; "), errors.Join(errs...))
+	return fmt.Errorf(format, args...)
 }
 
 func (b *Backend) ping(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := b.db.PingContext(pctx); err != nil {
-		return fmt.Errorf("%w: %s database: %v", ErrUnreachable, b.dialect, err)
+		return fmt.Errorf("%w: %s database: %s", ErrUnreachable, b.dialect, oneLine(err.Error()))
 	}
 	return nil
+}
+
+// oneLine joins the lines of a driver's multi-line message (pgx lists one
+// line per connection attempt, often the same twice) into one line,
+// dropping repeated lines.
+func oneLine(msg string) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(msg, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || seen[l] {
+			continue
+		}
+		seen[l] = true
+		parts = append(parts, l)
+	}
+	return strings.Join(parts, " ")
 }
 
 // writeLock serialises this process's writers on SQLite; a no-op on

@@ -107,14 +107,47 @@ func sqlitePragmas() string {
 		sqliteBusyTimeout.Milliseconds())
 }
 
-// redact hides the password of a DSN for error messages.
+// redact hides the password of a DSN for error messages: in the user
+// information and in a password query parameter, also when the DSN does
+// not parse as a URL.
 func redact(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
-		return dsn
+	if err != nil {
+		return redactUnparsed(dsn)
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
 	}
 	return u.String()
+}
+
+// redactUnparsed hides "user:password@" and "password=…" in a DSN that
+// url.Parse rejects.
+func redactUnparsed(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		rest := dsn[i+3:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
+			if c := strings.Index(rest[:at], ":"); c >= 0 {
+				dsn = dsn[:i+3] + rest[:c] + ":xxxxx" + rest[at:]
+			}
+		}
+	}
+	if i := strings.Index(dsn, "password="); i >= 0 {
+		end := strings.IndexAny(dsn[i:], "& ")
+		if end < 0 {
+			end = len(dsn) - i
+		}
+		dsn = dsn[:i] + "password=xxxxx" + dsn[i+end:]
+	}
+	return dsn
 }

@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -17,10 +18,6 @@ const (
 	// doneChannel carries comma-separated ids of results that finished.
 	doneChannel = "gotasks_done"
 )
-
-// sqliteInsertChunk bounds the rows of one multi-row INSERT on SQLite
-// (15 parameters a row, well under SQLite's 32766).
-const sqliteInsertChunk = 500
 
 // pgInsert inserts rows given as parallel arrays (one statement whatever
 // the batch size, prepared once per connection) and notifies idle workers
@@ -51,7 +48,7 @@ func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*task
 }
 
 // EnqueueMany implements tasks.Backend: one INSERT statement for the whole
-// batch on PostgreSQL, one transaction of multi-row INSERTs on SQLite.
+// batch on both dialects.
 func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest) ([]*tasks.RawResult, error) {
 	if len(reqs) == 0 {
 		return nil, nil
@@ -73,10 +70,12 @@ func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest)
 		if err := b.insert(ctx, tx.q, out, t); err != nil {
 			return nil, err
 		}
-		tx.hooks.OnCommit(func(ctx context.Context) error {
+		if err := tx.hooks.OnCommit(func(ctx context.Context) error {
 			b.afterEnqueue(ctx, out, t)
 			return nil
-		})
+		}); err != nil {
+			return nil, fmt.Errorf("gotasks enqueue: %w", err)
+		}
 		return cloneAll(out), nil
 	}
 	if err := b.insertAutocommit(ctx, out, t); err != nil {
@@ -123,33 +122,15 @@ func checkRequest(req *tasks.EnqueueRequest) error {
 }
 
 func (b *Backend) insertAutocommit(ctx context.Context, rs []*tasks.RawResult, t time.Time) error {
-	if b.dialect == Postgres || len(rs) <= sqliteInsertChunk {
-		defer b.writeLock()()
-		return b.insert(ctx, b.db.DB, rs, t)
-	}
 	defer b.writeLock()()
-	tx, err := b.db.DB.BeginTx(ctx, nil)
-	if err != nil {
-		return b.wrapErr("enqueue", err)
-	}
-	if err := b.insert(ctx, tx, rs, t); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return b.wrapErr("enqueue: commit", tx.Commit())
+	return b.insert(ctx, b.db.DB, rs, t)
 }
 
 func (b *Backend) insert(ctx context.Context, q querier, rs []*tasks.RawResult, t time.Time) error {
 	if b.dialect == Postgres {
 		return b.insertPG(ctx, q, rs, t)
 	}
-	for start := 0; start < len(rs); start += sqliteInsertChunk {
-		end := min(start+sqliteInsertChunk, len(rs))
-		if err := b.insertSQLite(ctx, q, rs[start:end], t); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.insertSQLite(ctx, q, rs, t)
 }
 
 func (b *Backend) insertPG(ctx context.Context, q querier, rs []*tasks.RawResult, t time.Time) error {
@@ -185,23 +166,29 @@ func (b *Backend) insertPG(ctx context.Context, q querier, rs []*tasks.RawResult
 	return nil
 }
 
+// sqliteInsert inserts the rows of a JSON array in one statement: one
+// parameter whatever the batch size, so the statement text is constant and
+// SQLite parses the batch in C rather than binding thousands of parameters.
+const sqliteInsert = `INSERT INTO gotasks_task (id, task_name, status, args, priority, queue, backend, run_after,
+	enqueued_at, max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until)
+SELECT j.value->>'$[0]', j.value->>'$[1]', 'READY', j.value->>'$[2]', j.value->>'$[3]', j.value->>'$[4]', $2,
+	j.value->>'$[5]', $3, j.value->>'$[6]', j.value->>'$[7]', j.value->>'$[8]', j.value->>'$[9]',
+	j.value->>'$[10]', j.value->>'$[11]'
+FROM json_each($1) AS j`
+
 func (b *Backend) insertSQLite(ctx context.Context, q querier, rs []*tasks.RawResult, t time.Time) error {
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO gotasks_task (id, task_name, status, args, priority, queue, backend, run_after,
-		enqueued_at, max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until) VALUES `)
-	const cols = 15
-	args := make([]any, 0, len(rs)*cols)
+	rowsJSON := make([][]any, len(rs))
 	d := b.dialect
 	for i, r := range rs {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		placeholders(&sb, i*cols+1, cols)
-		args = append(args, r.ID, r.TaskName, string(tasks.StatusReady), string(r.Args), r.Priority, r.Queue,
-			b.Name(), d.ts(r.RunAfter), d.ts(t), r.MaxAttempts, r.Timeout.Milliseconds(), r.VerboseName,
-			r.Creator, r.Repeat.Milliseconds(), d.tsPtr(r.RepeatUntil))
+		rowsJSON[i] = []any{r.ID, r.TaskName, string(r.Args), r.Priority, r.Queue, d.ts(r.RunAfter),
+			r.MaxAttempts, r.Timeout.Milliseconds(), r.VerboseName, r.Creator, r.Repeat.Milliseconds(),
+			d.tsPtr(r.RepeatUntil)}
 	}
-	if _, err := q.ExecContext(ctx, sb.String(), args...); err != nil {
+	payload, err := json.Marshal(rowsJSON)
+	if err != nil {
+		return fmt.Errorf("gotasks enqueue: encode rows: %w", err)
+	}
+	if _, err := b.sq(q).ExecContext(ctx, sqliteInsert, string(payload), b.Name(), d.ts(t)); err != nil {
 		return b.wrapErr("enqueue", err)
 	}
 	return nil

@@ -22,7 +22,7 @@ func (b *Backend) GetResult(ctx context.Context, id string) (*tasks.RawResult, e
 }
 
 func (b *Backend) getRow(ctx context.Context, q querier, id string) (*row, error) {
-	r, err := scanResult(q.QueryRowContext(ctx,
+	r, err := scanResult(b.sq(q).QueryRowContext(ctx,
 		`SELECT `+resultColumns+` FROM gotasks_task WHERE id = $1 AND backend = $2`, id, b.Name()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("backend %q: result %q: %w", b.Name(), id, tasks.ErrResultNotFound)

@@ -92,7 +92,7 @@ func (b *Backend) claim(ctx context.Context, query string, limit int, workerID s
 	t := now()
 	unlock := b.writeLock()
 	defer unlock()
-	rows, err := b.db.DB.QueryContext(ctx, query, b.claimArgs(t, limit, workerID, include, exclude)...)
+	rows, err := b.sq(b.db.DB).QueryContext(ctx, query, b.claimArgs(t, limit, workerID, include, exclude)...)
 	if err != nil {
 		return nil, b.wrapErr("claim", err)
 	}
@@ -144,6 +144,13 @@ type outcome struct {
 	// completion.
 	next *tasks.RawResult
 }
+
+// The completion guard is worker_id and attempts: worker_id is set only
+// while a task is RUNNING (claim sets it; complete, rescue and hand-back
+// clear it), so a worker whose task was rescued (and maybe claimed again)
+// cannot record over it. The guard deliberately does not test status: that
+// would let the planner pick the partial index on RUNNING rows, whose dead
+// entries grow with every task processed, instead of the primary key.
 
 // complete records a batch of outcomes in one statement (plus one INSERT
 // for repeats, in the same transaction) and returns the outcomes that were
@@ -213,12 +220,32 @@ upd AS (
 		attempts = t.attempts - v.vdec,
 		worker_id = NULL, heartbeat_at = NULL
 	FROM v
-	WHERE t.id = v.vid AND t.status = 'RUNNING' AND t.worker_id = $1::text AND t.attempts = v.vattempt
+	WHERE t.id = v.vid AND t.worker_id = $1::text AND t.attempts = v.vattempt
 	RETURNING t.id, t.status),
 n AS (
 	SELECT pg_notify('` + doneChannel + `', string_agg(id, ','))
 	FROM (SELECT id, (row_number() OVER ()) / 150 AS g FROM upd WHERE status <> 'READY') s GROUP BY g)
 SELECT upd.id, (SELECT count(*) FROM n) FROM upd`
+
+// sqliteComplete records outcomes given as a JSON array of
+// [id, attempt, status, return value, finished_at, run_after, error, dec]
+// in one statement. $1 worker id, $2 the array.
+const sqliteComplete = `WITH v AS (
+	SELECT j.value->>'$[0]' AS vid, j.value->>'$[1]' AS vattempt, j.value->>'$[2]' AS vstatus,
+		j.value->>'$[3]' AS vret, j.value->>'$[4]' AS vfin, j.value->>'$[5]' AS vra, j.value->>'$[6]' AS verr,
+		j.value->>'$[7]' AS vdec
+	FROM json_each($2) AS j)
+UPDATE gotasks_task SET status = v.vstatus,
+	return_value = CASE WHEN v.vstatus = 'SUCCESSFUL' THEN v.vret ELSE return_value END,
+	finished_at = v.vfin,
+	run_after = CASE WHEN v.vstatus = 'READY' THEN v.vra ELSE run_after END,
+	errors = CASE WHEN v.verr IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(v.verr)) END,
+	attempts = attempts - v.vdec,
+	worker_id = NULL, heartbeat_at = NULL
+FROM v
+WHERE gotasks_task.id = v.vid AND gotasks_task.worker_id = $1
+	AND gotasks_task.attempts = v.vattempt
+RETURNING gotasks_task.id, 0`
 
 func (b *Backend) completeStmt(ctx context.Context, q querier, workerID string, outs []*outcome) (map[string]bool, error) {
 	n := len(outs)
@@ -258,16 +285,9 @@ func (b *Backend) completeStmt(ctx context.Context, q querier, workerID string, 
 	if b.dialect == Postgres {
 		rows, err = q.QueryContext(ctx, pgComplete, workerID, ids, attempts, statuses, rets, fins, ras, errs, decs)
 	} else {
-		var sb strings.Builder
-		sb.WriteString("WITH v(vid, vattempt, vstatus, vret, vfin, vra, verr, vdec) AS (VALUES ")
-		args := make([]any, 0, 1+8*n)
-		args = append(args, workerID)
 		d := b.dialect
+		vals := make([][]any, n)
 		for i := range outs {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			placeholders(&sb, 2+8*i, 8)
 			var fin, ret, e any
 			if statuses[i] != string(tasks.StatusReady) {
 				fin = d.ts(fins[i])
@@ -278,21 +298,13 @@ func (b *Backend) completeStmt(ctx context.Context, q querier, workerID string, 
 			if errs[i] != "" {
 				e = errs[i]
 			}
-			args = append(args, ids[i], attempts[i], statuses[i], ret, fin, d.ts(ras[i]), e, decs[i])
+			vals[i] = []any{ids[i], attempts[i], statuses[i], ret, fin, d.ts(ras[i]), e, decs[i]}
 		}
-		sb.WriteString(`)
-UPDATE gotasks_task SET status = v.vstatus,
-	return_value = CASE WHEN v.vstatus = 'SUCCESSFUL' THEN v.vret ELSE return_value END,
-	finished_at = v.vfin,
-	run_after = CASE WHEN v.vstatus = 'READY' THEN v.vra ELSE run_after END,
-	errors = CASE WHEN v.verr IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(v.verr)) END,
-	attempts = attempts - v.vdec,
-	worker_id = NULL, heartbeat_at = NULL
-FROM v
-WHERE gotasks_task.id = v.vid AND gotasks_task.status = 'RUNNING' AND gotasks_task.worker_id = $1
-	AND gotasks_task.attempts = v.vattempt
-RETURNING gotasks_task.id, 0`)
-		rows, err = q.QueryContext(ctx, sb.String(), args...)
+		payload, err := json.Marshal(vals)
+		if err != nil {
+			return nil, fmt.Errorf("gotasks complete: encode outcomes: %w", err)
+		}
+		rows, err = b.sq(q).QueryContext(ctx, sqliteComplete, workerID, string(payload))
 	}
 	if err != nil {
 		return nil, b.wrapErr("complete", err)
@@ -317,7 +329,7 @@ RETURNING gotasks_task.id, 0`)
 func (b *Backend) heartbeat(ctx context.Context, workerID string) error {
 	unlock := b.writeLock()
 	defer unlock()
-	_, err := b.db.DB.ExecContext(ctx, `UPDATE gotasks_task SET heartbeat_at = $1
+	_, err := b.sq(b.db.DB).ExecContext(ctx, `UPDATE gotasks_task SET heartbeat_at = $1
 		WHERE backend = $2 AND status = 'RUNNING' AND worker_id = $3`, b.dialect.ts(now()), b.Name(), workerID)
 	return b.wrapErr("heartbeat", err)
 }

@@ -20,7 +20,7 @@ import (
 
 // Worker defaults.
 const (
-	DefaultConcurrency       = 10
+	DefaultConcurrency       = 100
 	DefaultPollInterval      = time.Second
 	DefaultHeartbeatInterval = 5 * time.Second
 	// DefaultRescueAfter is how long a RUNNING task may go without a
@@ -402,7 +402,10 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 			return
 		default:
 		}
-		free := w.cfg.Concurrency - len(w.slots)
+		// Bounded backlog: at most Concurrency tasks run, and at most
+		// 2×Concurrency are claimed but not yet recorded (so claiming the
+		// next batch overlaps recording the last one).
+		free := min(w.cfg.Concurrency-len(w.slots), int(2*int64(w.cfg.Concurrency)-w.pending()))
 		if free <= 0 {
 			select {
 			case <-w.stopClaim:

@@ -51,3 +51,16 @@ CREATE INDEX gotasks_task_name_idx ON gotasks_task (task_name, enqueued_at);
 --bun:split
 
 CREATE INDEX gotasks_task_creator_idx ON gotasks_task (creator) WHERE creator <> '';
+
+--bun:split
+
+-- A queue table churns: every task is inserted, updated two or three times and
+-- later pruned. Vacuum and analyze it far more often than the defaults so that
+-- dead index entries and stale statistics do not build up.
+ALTER TABLE gotasks_task SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0.01,
+    autovacuum_analyze_scale_factor = 0.01,
+    autovacuum_vacuum_cost_delay = 0
+);

@@ -1,0 +1,95 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// stmtCache keeps prepared statements for the hot queries on SQLite, whose
+// driver parses the SQL on every call otherwise (pgx caches prepared
+// statements per connection by itself).
+type stmtCache struct {
+	db *sql.DB
+	m  sync.Map // query → *sql.Stmt
+}
+
+func (c *stmtCache) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s, ok := c.m.Load(query); ok {
+		return s.(*sql.Stmt), nil
+	}
+	s, err := c.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := c.m.LoadOrStore(query, s); loaded {
+		_ = s.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return s, nil
+}
+
+func (c *stmtCache) close() {
+	c.m.Range(func(k, v any) bool {
+		_ = v.(*sql.Stmt).Close()
+		c.m.Delete(k)
+		return true
+	})
+}
+
+// cachedQuerier runs queries through the cache: on the database directly,
+// or bound to a transaction.
+type cachedQuerier struct {
+	c  *stmtCache
+	tx *sql.Tx // nil: the database
+}
+
+func (q cachedQuerier) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s, err := q.c.get(ctx, query)
+	if err != nil || q.tx == nil {
+		return s, err
+	}
+	return q.tx.StmtContext(ctx, s), nil
+}
+
+func (q cachedQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s, err := q.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
+}
+
+func (q cachedQuerier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	s, err := q.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+func (q cachedQuerier) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	s, err := q.stmt(ctx, query)
+	if err != nil {
+		// Let the error surface through Row.Scan, as database/sql does.
+		return q.c.db.QueryRowContext(ctx, query, args...)
+	}
+	return s.QueryRowContext(ctx, args...)
+}
+
+// sq returns the querier to use for q: on SQLite, through the statement
+// cache; on PostgreSQL, q itself.
+func (b *Backend) sq(q querier) querier {
+	if b.dialect != SQLite {
+		return q
+	}
+	switch x := q.(type) {
+	case *sql.DB:
+		if x == b.db.DB {
+			return cachedQuerier{c: &b.stmts}
+		}
+	case *sql.Tx:
+		return cachedQuerier{c: &b.stmts, tx: x}
+	}
+	return q
+}
