@@ -170,7 +170,7 @@ func TestNewTaskError(t *testing.T) {
 	p := &tasks.PanicError{Value: "boom", Stack: "goroutine 1 [running]:\nmain.f()"}
 	for _, err := range []error{p, fmt.Errorf("attempt: %w", p)} {
 		te := tasks.NewTaskError(1, at, err)
-		if te.Type != "panic" || te.Stack != p.Stack || !strings.Contains(te.Message, "panic: boom") {
+		if te.Type != "panic" || te.Stack != p.Stack || te.Message != "boom" {
 			t.Errorf("NewTaskError(%v) = %+v, want type panic with the stack", err, te)
 		}
 		if te.At.Location() != time.UTC || !te.At.Equal(at) {

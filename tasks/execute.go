@@ -34,6 +34,17 @@ func (e *ReturnValueError) Error() string {
 
 func (e *ReturnValueError) Unwrap() error { return e.Err }
 
+// UnknownTaskError reports a stored task whose name is not registered in
+// the running binary. It matches ErrUnknownTask with errors.Is.
+type UnknownTaskError struct{ Name string }
+
+func (e *UnknownTaskError) Error() string {
+	return fmt.Sprintf("task %q not registered in this binary (is the package that defines it imported?)", e.Name)
+}
+
+// Is reports whether target is ErrUnknownTask.
+func (e *UnknownTaskError) Is(target error) bool { return target == ErrUnknownTask }
+
 // TimeoutError reports an attempt that failed after its timeout cancelled
 // its context.
 type TimeoutError struct {
@@ -64,7 +75,7 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
 func Execute(ctx context.Context, rec *RawResult) (json.RawMessage, error) {
 	r, ok := Lookup(rec.TaskName)
 	if !ok {
-		return nil, fmt.Errorf("%w: %q (is the package that defines it imported by this binary?)", ErrUnknownTask, rec.TaskName)
+		return nil, &UnknownTaskError{Name: rec.TaskName}
 	}
 	timeout := rec.Timeout
 	if timeout <= 0 {
@@ -101,7 +112,7 @@ func NewTaskError(attempt int, at time.Time, err error) TaskError {
 	te := TaskError{Attempt: attempt, At: at.UTC(), Type: errorType(err), Message: err.Error()}
 	var p *PanicError
 	if errors.As(err, &p) {
-		te.Type, te.Stack = "panic", p.Stack
+		te.Type, te.Message, te.Stack = "panic", fmt.Sprint(p.Value), p.Stack
 	}
 	return te
 }

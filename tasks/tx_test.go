@@ -52,7 +52,9 @@ func TestTxHooksCommit(t *testing.T) {
 	if err := h.Commit(t.Context()); err != nil || len(order) != 3 {
 		t.Errorf("second Commit = %v, ran %v", err, order)
 	}
-	mustPanic(t, "after the transaction ended", func() { h.OnCommit(func(context.Context) error { return nil }) })
+	if err := h.OnCommit(func(context.Context) error { return nil }); !errors.Is(err, tasks.ErrTxDone) {
+		t.Errorf("OnCommit after the transaction ended = %v, want ErrTxDone", err)
+	}
 }
 
 func TestTxHooksRollback(t *testing.T) {
@@ -63,7 +65,9 @@ func TestTxHooksRollback(t *testing.T) {
 	if err := h.Commit(t.Context()); err != nil || ran {
 		t.Errorf("Commit after Rollback = %v, ran %v; want nil and nothing run", err, ran)
 	}
-	mustPanic(t, "after the transaction ended", func() { h.OnCommit(func(context.Context) error { return nil }) })
+	if err := h.OnCommit(func(context.Context) error { return nil }); !errors.Is(err, tasks.ErrTxDone) {
+		t.Errorf("OnCommit after the transaction ended = %v, want ErrTxDone", err)
+	}
 }
 
 func TestContextWithNilTx(t *testing.T) {

@@ -121,6 +121,20 @@ type row struct {
 type scanner interface{ Scan(dest ...any) error }
 
 func scanResult(s scanner) (*row, error) {
+	r, corrupt, err := scanRow(s)
+	if err != nil {
+		return nil, err
+	}
+	if corrupt != nil {
+		return nil, corrupt
+	}
+	return r, nil
+}
+
+// scanRow is scanResult that reports a worker_ids or errors column that
+// does not decode as corrupt, with the row read without that column (nil),
+// instead of failing: the worker can still run the task of such a row.
+func scanRow(s scanner) (_ *row, corrupt, err error) {
 	var (
 		r                        row
 		runAfter, enqueuedAt     *time.Time
@@ -128,13 +142,13 @@ func scanResult(s scanner) (*row, error) {
 		workerIDs, errs, retJSON json.RawMessage
 		status                   string
 	)
-	err := s.Scan(&r.ID, &r.TaskName, &status, dbJSON{&r.Args}, &r.Priority, &r.Queue, &r.Backend,
+	err = s.Scan(&r.ID, &r.TaskName, &status, dbJSON{&r.Args}, &r.Priority, &r.Queue, &r.Backend,
 		dbTime{&runAfter}, dbTime{&enqueuedAt}, dbTime{&r.StartedAt}, dbTime{&r.FinishedAt},
 		dbTime{&r.LastAttemptedAt}, &r.Attempts, &r.MaxAttempts, &timeoutMS, dbJSON{&workerIDs},
 		dbJSON{&errs}, dbJSON{&retJSON}, &r.VerboseName, &r.Creator, &repeatMS, dbTime{&r.RepeatUntil},
 		&r.workerID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r.Status = tasks.Status(status)
 	if runAfter != nil {
@@ -147,12 +161,16 @@ func scanResult(s scanner) (*row, error) {
 	r.Repeat = time.Duration(repeatMS) * time.Millisecond
 	if len(workerIDs) > 0 {
 		if err := json.Unmarshal(workerIDs, &r.WorkerIDs); err != nil {
-			return nil, fmt.Errorf("gotasks: result %s: corrupt worker_ids: %w", r.ID, err)
+			r.WorkerIDs = nil
+			corrupt = fmt.Errorf("gotasks: result %s: corrupt worker_ids: %w", r.ID, err)
 		}
 	}
 	if len(errs) > 0 {
 		if err := json.Unmarshal(errs, &r.Errors); err != nil {
-			return nil, fmt.Errorf("gotasks: result %s: corrupt errors: %w", r.ID, err)
+			r.Errors = nil
+			if corrupt == nil {
+				corrupt = fmt.Errorf("gotasks: result %s: corrupt errors: %w", r.ID, err)
+			}
 		}
 	}
 	if len(r.WorkerIDs) == 0 {
@@ -164,7 +182,7 @@ func scanResult(s scanner) (*row, error) {
 	if len(retJSON) > 0 && string(retJSON) != "null" || r.Status == tasks.StatusSuccessful {
 		r.ReturnValue = retJSON
 	}
-	return &r, nil
+	return &r, corrupt, nil
 }
 
 // placeholders returns "($k+1, …, $k+n)" for a VALUES row.

@@ -67,15 +67,19 @@ func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest)
 		out[i] = r
 	}
 	if tx := b.txFromContext(ctx); tx != nil {
-		if err := b.insert(ctx, tx.q, out, t); err != nil {
-			return nil, err
-		}
+		inserted := false
 		if err := tx.hooks.OnCommit(func(ctx context.Context) error {
-			b.afterEnqueue(ctx, out, t)
+			if inserted {
+				b.afterEnqueue(ctx, out, t)
+			}
 			return nil
 		}); err != nil {
 			return nil, fmt.Errorf("gotasks enqueue: %w", err)
 		}
+		if err := b.insert(ctx, tx.q, out, t); err != nil {
+			return nil, err
+		}
+		inserted = true
 		return cloneAll(out), nil
 	}
 	if err := b.insertAutocommit(ctx, out, t); err != nil {

@@ -133,6 +133,11 @@ func (h *hub) startListener() {
 		return
 	}
 	h.listenOnce.Do(func() {
+		if _, ok := h.b.db.DB.Driver().(*stdlib.Driver); !ok {
+			h.b.log.Info("gotasks: LISTEN/NOTIFY needs the pgx stdlib driver; workers and waiters will poll",
+				"backend", h.b.Name())
+			return
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		h.mu.Lock()
 		h.cancel, h.done = cancel, make(chan struct{})

@@ -56,8 +56,7 @@ func newMigrator(db *bun.DB) (*migrate.Migrator, error) {
 // from several processes at once: on PostgreSQL they wait for each other on
 // an advisory lock; on SQLite on bun's lock table (and SQLite's own write
 // lock). Migrations already applied are skipped, so running it again is a
-// no-op. It returns the names of the migrations it applied through
-// MigrateWithReport.
+// no-op. MigrateWithReport also returns the names of the migrations applied.
 func Migrate(ctx context.Context, db *bun.DB) error {
 	_, err := MigrateWithReport(ctx, db)
 	return err

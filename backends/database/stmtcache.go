@@ -45,11 +45,16 @@ type cachedQuerier struct {
 }
 
 func (q cachedQuerier) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
-	s, err := q.c.get(ctx, query)
-	if err != nil || q.tx == nil {
-		return s, err
+	if q.tx == nil {
+		return q.c.get(ctx, query)
 	}
-	return q.tx.StmtContext(ctx, s), nil
+	// Inside a transaction, use a statement only if it is already prepared:
+	// preparing it would need a second connection, which a pool of one
+	// (sqlite::memory:) cannot give while the transaction holds the first.
+	if s, ok := q.c.m.Load(query); ok {
+		return q.tx.StmtContext(ctx, s.(*sql.Stmt)), nil
+	}
+	return q.tx.PrepareContext(ctx, query)
 }
 
 func (q cachedQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {

@@ -23,16 +23,22 @@ func prefixed(p string) string {
 }
 
 // claimQuery builds the claim statement for a queue selection.
-// Parameters: $1 backend, $2 now, $3 limit, $4 worker id, then $5 the
-// queues to include and $6 the queues to exclude (when used).
+// Parameters: $1 backend, $2 now, $3 limit, $4 worker id, then the queues
+// to include and the queues to exclude, each only when used ($5 and $6, or
+// $5 alone): PostgreSQL rejects a parameter that the statement does not
+// use.
 func (b *Backend) claimQuery(include, exclude []string) string {
 	var filter strings.Builder
+	incl, excl := "$5", "$5"
+	if len(include) > 0 {
+		excl = "$6"
+	}
 	if b.dialect == Postgres {
 		if len(include) > 0 {
-			filter.WriteString(" AND queue = ANY($5::text[])")
+			filter.WriteString(" AND queue = ANY(" + incl + "::text[])")
 		}
 		if len(exclude) > 0 {
-			filter.WriteString(" AND NOT (queue = ANY($6::text[]))")
+			filter.WriteString(" AND NOT (queue = ANY(" + excl + "::text[]))")
 		}
 		return `WITH picked AS MATERIALIZED (
 	SELECT id FROM gotasks_task
@@ -47,14 +53,14 @@ FROM picked WHERE t.id = picked.id
 RETURNING ` + prefixed("t.")
 	}
 	if len(include) > 0 {
-		filter.WriteString(" AND queue IN (SELECT value FROM json_each($5))")
+		filter.WriteString(" AND queue IN (SELECT value FROM json_each(" + incl + "))")
 	}
 	if len(exclude) > 0 {
-		filter.WriteString(" AND queue NOT IN (SELECT value FROM json_each($6))")
+		filter.WriteString(" AND queue NOT IN (SELECT value FROM json_each(" + excl + "))")
 	}
 	return `UPDATE gotasks_task SET status = 'RUNNING', attempts = attempts + 1,
 	started_at = COALESCE(started_at, $2), last_attempted_at = $2, worker_id = $4, heartbeat_at = $2,
-	worker_ids = json_insert(worker_ids, '$[#]', $4)
+	worker_ids = json_insert(CASE WHEN json_valid(worker_ids) THEN worker_ids ELSE '[]' END, '$[#]', $4)
 WHERE id IN (
 	SELECT id FROM gotasks_task
 	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + `
@@ -67,7 +73,7 @@ RETURNING ` + resultColumns
 func (b *Backend) claimArgs(t time.Time, limit int, workerID string, include, exclude []string) []any {
 	args := []any{b.Name(), b.dialect.ts(t), limit, workerID}
 	if b.dialect == Postgres {
-		if len(include) > 0 || len(exclude) > 0 {
+		if len(include) > 0 {
 			args = append(args, include)
 		}
 		if len(exclude) > 0 {
@@ -75,7 +81,7 @@ func (b *Backend) claimArgs(t time.Time, limit int, workerID string, include, ex
 		}
 		return args
 	}
-	if len(include) > 0 || len(exclude) > 0 {
+	if len(include) > 0 {
 		j, _ := json.Marshal(include)
 		args = append(args, string(j))
 	}
@@ -89,9 +95,11 @@ func (b *Backend) claimArgs(t time.Time, limit int, workerID string, include, ex
 // claim marks up to limit due READY tasks RUNNING for workerID and returns
 // them in claim order.
 func (b *Backend) claim(ctx context.Context, query string, limit int, workerID string, include, exclude []string) ([]*row, error) {
-	t := now()
 	unlock := b.writeLock()
 	defer unlock()
+	// The time of the claim, taken once this process's writers let it go
+	// ahead: it stamps heartbeat_at, the start of the lease.
+	t := now()
 	rows, err := b.sq(b.db.DB).QueryContext(ctx, query, b.claimArgs(t, limit, workerID, include, exclude)...)
 	if err != nil {
 		return nil, b.wrapErr("claim", err)
@@ -99,9 +107,17 @@ func (b *Backend) claim(ctx context.Context, query string, limit int, workerID s
 	defer rows.Close()
 	var out []*row
 	for rows.Next() {
-		r, err := scanResult(rows)
+		// A worker_ids or errors column that does not decode (edited by
+		// hand, written by other software) must not fail the claim of the
+		// whole batch, whose rows are RUNNING now: the task runs without
+		// that history.
+		r, corrupt, err := scanRow(rows)
 		if err != nil {
 			return nil, b.wrapErr("claim", err)
+		}
+		if corrupt != nil {
+			b.log.Warn("gotasks: claimed task has a stored column that does not decode; running it anyway",
+				"backend", b.Name(), "id", r.ID, "err", corrupt)
 		}
 		out = append(out, r)
 	}
@@ -239,7 +255,8 @@ UPDATE gotasks_task SET status = v.vstatus,
 	return_value = CASE WHEN v.vstatus = 'SUCCESSFUL' THEN v.vret ELSE return_value END,
 	finished_at = v.vfin,
 	run_after = CASE WHEN v.vstatus = 'READY' THEN v.vra ELSE run_after END,
-	errors = CASE WHEN v.verr IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(v.verr)) END,
+	errors = CASE WHEN v.verr IS NULL THEN errors
+		ELSE json_insert(CASE WHEN json_valid(errors) THEN errors ELSE '[]' END, '$[#]', json(v.verr)) END,
 	attempts = attempts - v.vdec,
 	worker_id = NULL, heartbeat_at = NULL
 FROM v
@@ -263,7 +280,7 @@ func (b *Backend) completeStmt(ctx context.Context, q querier, workerID string, 
 		}
 		ras[i] = r.RunAfter
 		if o.newErr != nil {
-			j, err := json.Marshal(o.newErr)
+			j, err := json.Marshal(storableError(o.newErr))
 			if err != nil {
 				return nil, fmt.Errorf("gotasks complete: encode error: %w", err)
 			}
@@ -325,6 +342,20 @@ func (b *Backend) completeStmt(ctx context.Context, q querier, workerID string, 
 	return done, nil
 }
 
+// storableError returns e with NUL characters replaced by U+FFFD.
+// PostgreSQL's jsonb (the errors column) rejects \u0000: one such message
+// (a panic value, an error quoting binary data) would otherwise fail the
+// completion of its whole batch, retried forever.
+func storableError(e *tasks.TaskError) *tasks.TaskError {
+	if !strings.ContainsRune(e.Type+e.Message+e.Stack, 0) {
+		return e
+	}
+	c := *e
+	nul := strings.NewReplacer("\x00", "\uFFFD")
+	c.Type, c.Message, c.Stack = nul.Replace(c.Type), nul.Replace(c.Message), nul.Replace(c.Stack)
+	return &c
+}
+
 // heartbeat refreshes the lease of every task workerID runs.
 func (b *Backend) heartbeat(ctx context.Context, workerID string) error {
 	unlock := b.writeLock()
@@ -342,7 +373,16 @@ const WorkerLostType = "database.WorkerLost"
 // tasks whose worker stopped heartbeating before heartbeatCutoff, or that
 // started before runCutoff, other than those of self (whose heartbeat is
 // known to be alive). One statement; safe to run from many workers at once.
-func (b *Backend) rescue(ctx context.Context, self string, heartbeatCutoff, runCutoff time.Time) ([]*row, error) {
+// run_after is left as it was (the task was due when it was claimed): a
+// rescued task keeps its place in the claim order, ahead of the tasks
+// enqueued after it, and a repeating task keeps its schedule.
+//
+// orphansOf, when not empty, also rescues every RUNNING task held under
+// that worker id whatever its heartbeat: a worker calls it once at start-up
+// with its own id, before it claims anything, so that tasks left RUNNING by
+// an earlier process with the same --worker-id (whose heartbeats the new
+// process would otherwise keep alive) come back at once.
+func (b *Backend) rescue(ctx context.Context, self string, heartbeatCutoff, runCutoff time.Time, orphansOf string) ([]*row, error) {
 	t := now()
 	d := b.dialect
 	var q string
@@ -350,33 +390,32 @@ func (b *Backend) rescue(ctx context.Context, self string, heartbeatCutoff, runC
 		q = `UPDATE gotasks_task SET
 	status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'READY' END,
 	finished_at = CASE WHEN attempts >= max_attempts THEN $1::timestamptz ELSE NULL END,
-	run_after = $1::timestamptz,
 	errors = errors || jsonb_build_array(jsonb_build_object('attempt', attempts, 'type', '` + WorkerLostType + `',
 		'message', CASE WHEN last_attempted_at < $5 THEN 'task ran longer than the maximum run time on worker '
 			ELSE 'worker stopped heartbeating while running the task: ' END || COALESCE(worker_id, '?'),
 		'at', $2::text)),
 	worker_id = NULL, heartbeat_at = NULL
 WHERE backend = $3 AND status = 'RUNNING'
-	AND ((heartbeat_at < $4 AND worker_id <> $6) OR last_attempted_at < $5)
+	AND ((heartbeat_at < $4 AND worker_id <> $6) OR last_attempted_at < $5 OR worker_id = $7)
 RETURNING ` + resultColumns
 	} else {
 		q = `UPDATE gotasks_task SET
 	status = CASE WHEN attempts >= max_attempts THEN 'FAILED' ELSE 'READY' END,
 	finished_at = CASE WHEN attempts >= max_attempts THEN $1 ELSE NULL END,
-	run_after = $1,
-	errors = json_insert(errors, '$[#]', json_object('attempt', attempts, 'type', '` + WorkerLostType + `',
+	errors = json_insert(CASE WHEN json_valid(errors) THEN errors ELSE '[]' END, '$[#]', json_object('attempt', attempts,
+		'type', '` + WorkerLostType + `',
 		'message', CASE WHEN last_attempted_at < $5 THEN 'task ran longer than the maximum run time on worker '
 			ELSE 'worker stopped heartbeating while running the task: ' END || COALESCE(worker_id, '?'),
 		'at', $2)),
 	worker_id = NULL, heartbeat_at = NULL
 WHERE backend = $3 AND status = 'RUNNING'
-	AND ((heartbeat_at < $4 AND worker_id <> $6) OR last_attempted_at < $5)
+	AND ((heartbeat_at < $4 AND worker_id <> $6) OR last_attempted_at < $5 OR worker_id = $7)
 RETURNING ` + resultColumns
 	}
 	unlock := b.writeLock()
 	defer unlock()
 	rows, err := b.db.DB.QueryContext(ctx, q, d.ts(t), t.Format(time.RFC3339Nano), b.Name(),
-		d.ts(heartbeatCutoff), d.ts(runCutoff), self)
+		d.ts(heartbeatCutoff), d.ts(runCutoff), self, orphansOf)
 	if err != nil {
 		return nil, b.wrapErr("rescue", err)
 	}

@@ -37,6 +37,9 @@ const (
 // cancelled and handed back for retry.
 var ErrHardStop = errors.New("worker stopped hard: running tasks were cancelled and handed back")
 
+// claimTimeout bounds one claim statement (it is not cancelled by Stop).
+const claimTimeout = time.Minute
+
 // WorkerConfig configures a Worker. The zero value works: all queues,
 // DefaultConcurrency, DefaultPollInterval, and so on.
 type WorkerConfig struct {
@@ -53,7 +56,10 @@ type WorkerConfig struct {
 	// notification woke it (the backstop; the only mechanism across
 	// processes on SQLite).
 	PollInterval time.Duration
-	// WorkerID identifies the worker in results (default host:pid:random).
+	// WorkerID identifies the worker in results and holds its claims
+	// (default host:pid:random). It must be unique among running workers;
+	// a new process may reuse the id of a dead one (its tasks are rescued at
+	// start-up).
 	WorkerID string
 	// HeartbeatInterval is how often the worker refreshes the lease of the
 	// tasks it runs.
@@ -165,6 +171,7 @@ type Worker struct {
 	taskCtx       context.Context // running tasks' parent; cancelled on hard stop
 	cancelTasks   context.CancelFunc
 	hardStopped   atomic.Bool
+	handedBack    atomic.Bool // a task was handed back by a hard stop
 
 	slots      chan struct{} // capacity = Concurrency
 	slotFreed  chan struct{}
@@ -256,6 +263,14 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err = w.b.checkSchema(ctx); err != nil {
 		close(w.done)
 		return err
+	}
+	// Tasks still RUNNING under this worker id belong to an earlier process
+	// that used the same id: rescue them before claiming anything.
+	if orphans, err := w.b.rescue(ctx, w.cfg.WorkerID, time.Time{}, time.Time{}, w.cfg.WorkerID); err != nil {
+		close(w.done)
+		return err
+	} else if len(orphans) > 0 {
+		w.log.Warn("gotasks: rescued tasks left RUNNING by an earlier worker with the same id", "tasks", len(orphans))
 	}
 	w.started.Store(true)
 	bg, cancel := context.WithCancel(context.Background())
@@ -360,6 +375,9 @@ func (w *Worker) StopAndCancel(ctx context.Context) error {
 	case <-wctx.Done():
 		err = errors.New("some tasks ignored their cancelled context; they stay RUNNING until rescued")
 	}
+	if err == nil && !w.handedBack.Load() {
+		return w.finish(ctx, nil) // nothing was running: not a hard stop
+	}
 	return w.finish(ctx, errors.Join(ErrHardStop, err))
 }
 
@@ -427,10 +445,21 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 			}
 			limit = min(limit, int(left))
 		}
-		rows, err := w.b.claim(ctx, w.query, limit, w.cfg.WorkerID, w.cfg.Queues, w.cfg.ExcludeQueues)
+		// Idle before the claim: no outcome can be recorded during it, so an
+		// empty claim means nothing is due (with tasks running, a retry
+		// recorded meanwhile may be due and missed by this claim).
+		idle := w.pending() == 0
+		// Stop does not cancel a claim in flight: cancelled after the
+		// database ran it, its tasks would stay RUNNING, unknown to this
+		// worker, until rescued. Stop waits for it instead (bounded).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		rows, err := w.b.claim(cctx, w.query, limit, w.cfg.WorkerID, w.cfg.Queues, w.cfg.ExcludeQueues)
+		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
+			select {
+			case <-w.stopClaim:
 				return
+			default:
 			}
 			w.log.Error("gotasks: claim failed; retrying", "err", err, "retry_in", errDelay)
 			if !w.sleep(errDelay) {
@@ -449,7 +478,7 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 		if len(rows) == limit {
 			continue // maybe more due
 		}
-		if w.cfg.ExitWhenEmpty && len(rows) == 0 && w.pending() == 0 {
+		if w.cfg.ExitWhenEmpty && len(rows) == 0 && idle {
 			w.stopByItself("queue empty")
 			return
 		}
@@ -518,9 +547,12 @@ func (w *Worker) runTask(r *row) {
 		rec.Status, rec.ReturnValue, rec.FinishedAt = tasks.StatusSuccessful, out, &end
 		o.next = w.nextRun(rec, end)
 	case w.hardStopped.Load() && w.taskCtx.Err() != nil:
-		// Stopped under the task: hand it back without using up the attempt.
+		// Stopped under the task: hand it back without using up the attempt,
+		// keeping its run_after (its place in the queue and, for a repeating
+		// task, its schedule).
 		o.handBack = true
-		rec.Status, rec.RunAfter, rec.Attempts = tasks.StatusReady, end, rec.Attempts-1
+		w.handedBack.Store(true)
+		rec.Status, rec.Attempts = tasks.StatusReady, rec.Attempts-1
 	default:
 		te := tasks.NewTaskError(attempt, end, err)
 		o.newErr = &te
@@ -691,7 +723,7 @@ func (w *Worker) rescueLoop(ctx context.Context) {
 	for {
 		hb := now().Add(-w.cfg.RescueAfter)
 		run := now().Add(-w.cfg.MaxRunTime - w.cfg.RescueAfter)
-		rows, err := w.b.rescue(ctx, w.cfg.WorkerID, hb, run)
+		rows, err := w.b.rescue(ctx, w.cfg.WorkerID, hb, run, "")
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -7,9 +7,11 @@
 // the stack of a panic); Enqueue never returns the task's error and never
 // panics because of the task.
 //
-// Flags: GetResult, Priority, Timeout. It cannot defer, retry, cancel or
-// repeat: enqueueing with those options is an error wrapping
-// tasks.ErrInvalidTask.
+// Flags: GetResult, Priority, Timeout. It cannot defer, cancel or repeat:
+// enqueueing with RunAfter/Delay or Repeat is an error wrapping
+// tasks.ErrInvalidTask. It does not retry: MaxAttempts is accepted (so that
+// the same task definition works on every backend) and each task gets one
+// attempt.
 package immediate
 
 import (

@@ -86,3 +86,17 @@ var Divide = tasks.Define("examples.divide", func(ctx context.Context, a [2]int)
 var Noop = tasks.Define("examples.noop", func(ctx context.Context, _ struct{}) (struct{}, error) {
 	return struct{}{}, nil
 })
+
+// Sleep waits for the given number of milliseconds and returns it. It
+// honours its context: cancelled (a worker's hard stop, a timeout), it fails
+// with the context's error at once. Used by the shutdown tests of dbworker.
+var Sleep = tasks.Define("examples.sleep", func(ctx context.Context, ms int) (int, error) {
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return ms, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+})

@@ -38,7 +38,7 @@ import (
 // Exit codes.
 const (
 	ExitOK       = 0
-	ExitError    = 1 // runtime failure: database unreachable, schema missing, hard stop
+	ExitError    = 1 // runtime failure: bad DSN, database unreachable, schema missing
 	ExitUsage    = 2 // bad flags or arguments
 	ExitHardStop = 3 // a second signal cancelled running tasks (handed back for retry)
 )
@@ -136,11 +136,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 	fs.DurationVar(&cfg.Duration, "duration", 0, "run this long, then stop gracefully (0: forever)")
 	fs.IntVar(&cfg.MaxTasks, "max-tasks", 0, "stop after this many tasks (0: no limit)")
 	fs.BoolVar(&cfg.ExitWhenEmpty, "batch", false, "exit when no task is due and none is running")
-	fs.StringVar(&cfg.WorkerID, "worker-id", "", "worker id recorded with results (default host:pid:random)")
+	fs.StringVar(&cfg.WorkerID, "worker-id", "", "worker id recorded with results; must be unique among running workers (default host:pid:random)")
 	fs.DurationVar(&jitter, "startup-jitter", 0, "wait a random delay up to this long before starting")
 	fs.DurationVar(&cfg.GracePeriod, "grace-period", 30*time.Second, "how long running tasks may take to finish after the first signal")
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat", database.DefaultHeartbeatInterval, "heartbeat interval")
-	fs.DurationVar(&cfg.RescueAfter, "rescue-after", database.DefaultRescueAfter, "rescue RUNNING tasks whose worker has not heartbeated for this long")
+	fs.DurationVar(&cfg.RescueAfter, "rescue-after", 0, "rescue RUNNING tasks whose worker has not heartbeated for this long (default 30s, at least 3 heartbeats)")
 	fs.DurationVar(&cfg.MaxRunTime, "max-run-time", database.DefaultMaxRunTime, "maximum run time of one attempt")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -196,29 +196,41 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 		fmt.Fprintln(stderr, "dbworker:", err)
 		return ExitError
 	}
+	// A stop by itself (--duration, --max-tasks, --batch) is graceful like
+	// the first signal: bounded by the grace period, and signals still
+	// work during it (the first is acknowledged, the second stops hard).
+	requests := 0
+	const stopRequested = "gotasks: stop requested; finishing running tasks (signal again to cancel them)"
 	select {
 	case <-w.StoppedByItself():
-		return stopCode(w.Stop(context.Background()), stderr)
 	case <-ctx.Done():
+		requests++
 	case <-sig:
-		log.Info("gotasks: stop requested; finishing running tasks (signal again to cancel them)", "grace_period", cfg.GracePeriod)
+		requests++
+		log.Info(stopRequested, "grace_period", cfg.GracePeriod)
 	}
 	gctx, cancel := context.WithTimeout(context.Background(), cfg.GracePeriod)
 	defer cancel()
 	stopped := make(chan error, 1)
 	go func() { stopped <- w.Stop(gctx) }()
-	select {
-	case err := <-stopped:
-		return stopCode(err, stderr)
-	case <-sig:
-		log.Warn("gotasks: second stop request; cancelling running tasks and handing them back")
-		cancel()
-		err := <-stopped
-		if err == nil {
-			err = database.ErrHardStop
+	for {
+		select {
+		case err := <-stopped:
+			return stopCode(err, stderr)
+		case <-sig:
+			if requests++; requests < 2 {
+				log.Info(stopRequested, "grace_period", cfg.GracePeriod)
+				continue
+			}
+			log.Warn("gotasks: second stop request; cancelling running tasks and handing them back")
+			cancel()
+			err := <-stopped
+			if err == nil {
+				err = database.ErrHardStop
+			}
+			fmt.Fprintln(stderr, "dbworker:", err)
+			return ExitHardStop
 		}
-		fmt.Fprintln(stderr, "dbworker:", err)
-		return ExitHardStop
 	}
 }
 

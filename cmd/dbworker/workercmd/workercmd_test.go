@@ -1,0 +1,437 @@
+package workercmd_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gotasks/gotasks/backends/database"
+	"github.com/gotasks/gotasks/cmd/dbworker/workercmd"
+	"github.com/gotasks/gotasks/examples/exampletasks"
+	"github.com/gotasks/gotasks/internal/dbtest"
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// The command's logic, run in-process: flags, exit codes, messages, and
+// stop requests delivered on the sig channel of Run.
+
+// syncBuffer is a bytes.Buffer safe for the worker's goroutines to write
+// while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// run runs the command with args to completion (at most 30 s).
+func run(t *testing.T, sig chan os.Signal, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb syncBuffer
+	code = runAsync(t, sig, &out, &errb, args...)()
+	return code, out.String(), errb.String()
+}
+
+// runAsync starts the command and returns a function that waits for its
+// exit code.
+func runAsync(t *testing.T, sig chan os.Signal, stdout, stderr *syncBuffer, args ...string) (wait func() int) {
+	t.Helper()
+	if sig == nil {
+		sig = make(chan os.Signal, 2) // never signalled; keeps the process's signals away
+	}
+	done := make(chan int, 1)
+	go func() { done <- workercmd.Run(context.Background(), args, stdout, stderr, sig) }()
+	return func() int {
+		t.Helper()
+		select {
+		case code := <-done:
+			return code
+		case <-time.After(30 * time.Second):
+			t.Fatalf("dbworker %v did not exit within 30 s; stderr:\n%s", args, stderr)
+			return -1
+		}
+	}
+}
+
+var seq atomic.Int64
+
+// openBackend opens (and migrates) a backend with a unique name on dsn.
+func openBackend(t *testing.T, dsn string) *database.Backend {
+	t.Helper()
+	name := fmt.Sprintf("wc%d-%s", seq.Add(1), t.Name())
+	b, err := database.Open(context.Background(), dsn, database.WithAutoMigrate(true),
+		database.WithName(name[:min(len(name), 64)]), database.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	t.Cleanup(tasks.RegisterBackend(b))
+	return b
+}
+
+func statuses(t *testing.T, b *database.Backend) map[tasks.Status]int {
+	t.Helper()
+	rs, err := b.List(context.Background(), database.Filter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[tasks.Status]int{}
+	for _, r := range rs {
+		m[r.Status]++
+	}
+	return m
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+func workerArgs(b *database.Backend, dsn string, more ...string) []string {
+	return append([]string{"--database", dsn, "--backend", b.Name(), "--interval", "10ms", "--log-level", "debug"}, more...)
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	code, _, stderr := run(t, nil, "--help")
+	if code != workercmd.ExitOK {
+		t.Errorf("--help exit code %d; want 0", code)
+	}
+	for _, f := range []string{"Usage: dbworker", "-database", "-backend", "-queues", "-exclude-queues", "-concurrency",
+		"-interval", "-sleep", "-duration", "-max-tasks", "-batch", "-worker-id", "-startup-jitter", "-log-level",
+		"-log-format", "-grace-period", "GOTASKS_DATABASE_URL"} {
+		if !strings.Contains(stderr, f) {
+			t.Errorf("--help does not mention %q:\n%s", f, stderr)
+		}
+	}
+	for _, sub := range []string{"migrate", "check"} {
+		if code, _, stderr := run(t, nil, sub, "--help"); code != workercmd.ExitOK || !strings.Contains(stderr, "-database") {
+			t.Errorf("%s --help: exit %d, output:\n%s", sub, code, stderr)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	dsn := dbtest.SQLiteDSN(t)
+	for _, args := range [][]string{
+		{"--no-such-flag"},
+		{"--concurrency", "many"},
+		{"--database", dsn, "extra-argument"},
+		{"--database", dsn, "--log-format", "xml"},
+		{"--database", dsn, "--log-level", "loud"},
+		{"--database", dsn, "--concurrency", "-1"},
+		{"--database", dsn, "--queues", "a,*"},
+		{"--database", dsn, "--heartbeat", "1m", "--rescue-after", "30s"},
+		{"migrate", "--no-such-flag"},
+	} {
+		if code, _, stderr := run(t, nil, args...); code != workercmd.ExitUsage {
+			t.Errorf("%q: exit %d; want %d; stderr:\n%s", args, code, workercmd.ExitUsage, stderr)
+		}
+	}
+}
+
+// oneLine checks that the command printed exactly one line, starting with
+// "dbworker" and containing want.
+func oneLine(t *testing.T, stderr string, want ...string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "dbworker") {
+		t.Errorf("want one line starting with dbworker; got:\n%s", stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("message does not mention %q:\n%s", w, stderr)
+		}
+	}
+}
+
+func TestBadDSN(t *testing.T) {
+	t.Parallel()
+	for _, sub := range [][]string{nil, {"migrate"}, {"check"}} {
+		code, _, stderr := run(t, nil, append(sub, "--database", "mysql://x")...)
+		if code != workercmd.ExitError {
+			t.Errorf("%v: exit %d; want 1", sub, code)
+		}
+		oneLine(t, stderr, "bad database DSN", "mysql://x")
+	}
+	code, _, stderr := run(t, nil, "--database", "postgres://u:secret@127.0.0.1:1/x?sslmode=disable&connect_timeout=2")
+	if code != workercmd.ExitError {
+		t.Errorf("unreachable: exit %d; want 1", code)
+	}
+	oneLine(t, stderr, "unreachable")
+	if strings.Contains(stderr, "secret") {
+		t.Errorf("the message shows the password:\n%s", stderr)
+	}
+}
+
+// TestMissingSchema: PostgreSQL is not migrated implicitly; the message says
+// how, and migrate then makes the worker work.
+func TestMissingSchema(t *testing.T) {
+	t.Parallel()
+	dsn := dbtest.PostgresDSN(t)
+	code, _, stderr := run(t, nil, "--database", dsn, "--batch")
+	if code != workercmd.ExitError {
+		t.Errorf("exit %d; want 1", code)
+	}
+	oneLine(t, stderr, "dbworker migrate")
+	if code, _, stderr := run(t, nil, "check", "--database", dsn); code != workercmd.ExitError || !strings.Contains(stderr, "dbworker migrate") {
+		t.Errorf("check before migrate: exit %d, stderr:\n%s", code, stderr)
+	}
+	code, stdout, stderr := run(t, nil, "migrate", "--database", dsn)
+	if code != workercmd.ExitOK || !strings.Contains(stdout, "up to date") {
+		t.Fatalf("migrate: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := run(t, nil, "migrate", "--database", dsn); code != workercmd.ExitOK {
+		t.Errorf("second migrate: exit %d, stderr:\n%s", code, stderr)
+	}
+	if code, stdout, stderr := run(t, nil, "check", "--database", dsn); code != workercmd.ExitOK || !strings.Contains(stdout, "ok") {
+		t.Errorf("check: exit %d, stdout %q, stderr:\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := run(t, nil, "--database", dsn, "--batch"); code != workercmd.ExitOK {
+		t.Errorf("worker after migrate: exit %d, stderr:\n%s", code, stderr)
+	}
+	if code, stdout, _ := run(t, nil, "migrate", "--sql", "--database", dsn); code != workercmd.ExitOK || !strings.Contains(stdout, "CREATE TABLE gotasks_task") {
+		t.Errorf("migrate --sql: exit %d, stdout:\n%s", code, stdout)
+	}
+}
+
+// TestBatch: --batch runs what is due and exits 0.
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		b := openBackend(t, dsn)
+		sum := exampletasks.Sum.Using(tasks.WithBackend(b.Name()))
+		var rs []*tasks.Result[int]
+		for i := range 5 {
+			r, err := sum.Enqueue(ctx, []int{i, i, 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs = append(rs, r)
+		}
+		div, err := exampletasks.Divide.Using(tasks.WithBackend(b.Name())).Enqueue(ctx, [2]int{1, 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		later, err := sum.Using(tasks.WithDelay(time.Hour)).Enqueue(ctx, []int{1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _, stderr := run(t, nil, workerArgs(b, dsn, "--batch", "--log-format", "json")...)
+		if code != workercmd.ExitOK {
+			t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+		}
+		if !strings.Contains(stderr, `"msg":"gotasks: worker stopping"`) {
+			t.Errorf("no JSON log of the stop:\n%s", stderr)
+		}
+		var got []int
+		for _, r := range rs {
+			if err := r.Refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+			v, err := r.Value()
+			if err != nil {
+				t.Errorf("sum %s: %v", r.ID, err)
+			}
+			got = append(got, v)
+		}
+		if diff := cmp.Diff([]int{1, 3, 5, 7, 9}, got); diff != "" {
+			t.Errorf("sums (-want +got):\n%s", diff)
+		}
+		if err := div.Refresh(ctx); err != nil || div.Status != tasks.StatusFailed {
+			t.Errorf("divide by zero: %s, %v; want FAILED", div.Status, err)
+		}
+		if err := later.Refresh(ctx); err != nil || later.Status != tasks.StatusReady {
+			t.Errorf("deferred task: %s, %v; want READY", later.Status, err)
+		}
+	})
+}
+
+// TestDatabaseFromEnv: the DSN comes from GOTASKS_DATABASE_URL when
+// --database is not given. (Not parallel: it sets the environment.)
+func TestDatabaseFromEnv(t *testing.T) {
+	dsn := dbtest.SQLiteDSN(t)
+	b := openBackend(t, dsn)
+	r, err := exampletasks.Sum.Using(tasks.WithBackend(b.Name())).Enqueue(context.Background(), []int{2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(database.DSNEnv, dsn)
+	if code, _, stderr := run(t, nil, "--backend", b.Name(), "--batch", "--interval", "10ms"); code != workercmd.ExitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	if err := r.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Value(); v != 5 || err != nil {
+		t.Errorf("sum = %d, %v; want 5", v, err)
+	}
+}
+
+// TestStopsByItself: --max-tasks and --duration end the worker with exit 0.
+func TestStopsByItself(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		b := openBackend(t, dsn)
+		sum := exampletasks.Sum.Using(tasks.WithBackend(b.Name()))
+		if _, err := sum.EnqueueMany(context.Background(), [][]int{{1}, {2}, {3}, {4}, {5}}); err != nil {
+			t.Fatal(err)
+		}
+		if code, _, stderr := run(t, nil, workerArgs(b, dsn, "--max-tasks", "2", "--concurrency", "1")...); code != workercmd.ExitOK {
+			t.Fatalf("--max-tasks: exit %d; stderr:\n%s", code, stderr)
+		}
+		if diff := cmp.Diff(map[tasks.Status]int{tasks.StatusSuccessful: 2, tasks.StatusReady: 3}, statuses(t, b)); diff != "" {
+			t.Errorf("after --max-tasks 2 (-want +got):\n%s", diff)
+		}
+		start := time.Now()
+		if code, _, stderr := run(t, nil, workerArgs(b, dsn, "--duration", "300ms")...); code != workercmd.ExitOK {
+			t.Fatalf("--duration: exit %d; stderr:\n%s", code, stderr)
+		}
+		if d := time.Since(start); d < 300*time.Millisecond {
+			t.Errorf("--duration 300ms exited after %v", d)
+		}
+		if diff := cmp.Diff(map[tasks.Status]int{tasks.StatusSuccessful: 5}, statuses(t, b)); diff != "" {
+			t.Errorf("after --duration (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// enqueueSleeps enqueues n example sleep tasks of ms milliseconds.
+func enqueueSleeps(t *testing.T, b *database.Backend, n, ms int) []*tasks.Result[int] {
+	t.Helper()
+	args := make([]int, n)
+	for i := range args {
+		args[i] = ms
+	}
+	rs, err := exampletasks.Sleep.Using(tasks.WithBackend(b.Name())).EnqueueMany(context.Background(), args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+func running(t *testing.T, b *database.Backend) int { return statuses(t, b)[tasks.StatusRunning] }
+
+// TestSignals: the first stop request lets running tasks finish (exit 0);
+// a second one cancels them and hands them back (exit 3).
+func TestSignals(t *testing.T) {
+	t.Parallel()
+	t.Run("graceful", func(t *testing.T) {
+		t.Parallel()
+		dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+			b := openBackend(t, dsn)
+			enqueueSleeps(t, b, 5, 300)
+			sig := make(chan os.Signal, 2)
+			var stdout, stderr syncBuffer
+			wait := runAsync(t, sig, &stdout, &stderr, workerArgs(b, dsn, "--concurrency", "5")...)
+			waitUntil(t, 10*time.Second, "5 running tasks", func() bool { return running(t, b) == 5 })
+			sig <- os.Interrupt
+			if code := wait(); code != workercmd.ExitOK {
+				t.Fatalf("exit %d; stderr:\n%s", code, stderr.String())
+			}
+			if diff := cmp.Diff(map[tasks.Status]int{tasks.StatusSuccessful: 5}, statuses(t, b)); diff != "" {
+				t.Errorf("statuses (-want +got):\n%s", diff)
+			}
+		})
+	})
+	t.Run("second", func(t *testing.T) {
+		t.Parallel()
+		dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+			b := openBackend(t, dsn)
+			rs := enqueueSleeps(t, b, 5, 60_000)
+			sig := make(chan os.Signal, 2)
+			var stdout, stderr syncBuffer
+			wait := runAsync(t, sig, &stdout, &stderr, workerArgs(b, dsn, "--concurrency", "5")...)
+			waitUntil(t, 10*time.Second, "5 running tasks", func() bool { return running(t, b) == 5 })
+			sig <- os.Interrupt
+			sig <- os.Interrupt
+			if code := wait(); code != workercmd.ExitHardStop {
+				t.Fatalf("exit %d; want %d; stderr:\n%s", code, workercmd.ExitHardStop, stderr.String())
+			}
+			for _, r := range rs {
+				if err := r.Refresh(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if r.Status != tasks.StatusReady || r.Attempts != 0 || len(r.Errors) != 0 {
+					t.Errorf("handed back: %s, attempts %d, errors %v; want READY, 0, none", r.Status, r.Attempts, r.Errors)
+				}
+			}
+		})
+	})
+	// Stopping by itself (--duration) is graceful, bounded by the grace
+	// period, and signals still work during it.
+	t.Run("duration", func(t *testing.T) {
+		t.Parallel()
+		dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+			b := openBackend(t, dsn)
+			rs := enqueueSleeps(t, b, 1, 60_000)
+			sig := make(chan os.Signal, 2)
+			var stdout, stderr syncBuffer
+			wait := runAsync(t, sig, &stdout, &stderr, workerArgs(b, dsn, "--duration", "200ms")...)
+			waitUntil(t, 10*time.Second, "the duration to elapse", func() bool {
+				return strings.Contains(stderr.String(), "duration elapsed")
+			})
+			sig <- os.Interrupt // acknowledged: the stop is already graceful
+			waitUntil(t, 10*time.Second, "the stop request to be acknowledged", func() bool {
+				return strings.Contains(stderr.String(), "stop requested")
+			})
+			if running(t, b) != 1 {
+				t.Fatalf("the task does not run to the end of the graceful stop: %v", statuses(t, b))
+			}
+			sig <- os.Interrupt
+			if code := wait(); code != workercmd.ExitHardStop {
+				t.Fatalf("exit %d; want %d; stderr:\n%s", code, workercmd.ExitHardStop, stderr.String())
+			}
+			if err := rs[0].Refresh(context.Background()); err != nil || rs[0].Status != tasks.StatusReady {
+				t.Errorf("task after the hard stop: %s, %v; want READY", rs[0].Status, err)
+			}
+		})
+	})
+	t.Run("grace period", func(t *testing.T) {
+		t.Parallel()
+		dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+			b := openBackend(t, dsn)
+			rs := enqueueSleeps(t, b, 1, 60_000)
+			start := time.Now()
+			code, _, stderr := run(t, nil, workerArgs(b, dsn, "--duration", "200ms", "--grace-period", "300ms")...)
+			if code != workercmd.ExitHardStop {
+				t.Fatalf("exit %d; want %d; stderr:\n%s", code, workercmd.ExitHardStop, stderr)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("exited after %v; want about 500ms", d)
+			}
+			if err := rs[0].Refresh(context.Background()); err != nil || rs[0].Status != tasks.StatusReady || rs[0].Attempts != 0 {
+				t.Errorf("task after the grace period: %s, attempts %d, %v; want READY, 0", rs[0].Status, rs[0].Attempts, err)
+			}
+		})
+	})
+}
