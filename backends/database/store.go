@@ -360,8 +360,17 @@ func storableError(e *tasks.TaskError) *tasks.TaskError {
 func (b *Backend) heartbeat(ctx context.Context, workerID string) error {
 	unlock := b.writeLock()
 	defer unlock()
-	_, err := b.sq(b.db.DB).ExecContext(ctx, `UPDATE gotasks_task SET heartbeat_at = $1
-		WHERE backend = $2 AND status = 'RUNNING' AND worker_id = $3`, b.dialect.ts(now()), b.Name(), workerID)
+	q := `UPDATE gotasks_task SET heartbeat_at = $1
+		WHERE backend = $2 AND status = 'RUNNING' AND worker_id = $3`
+	if b.dialect == Postgres {
+		// Skip rows being completed (locked by this worker's completion
+		// statement, which locks in another order): waiting for them could
+		// deadlock, and they are about to stop RUNNING anyway.
+		q = `UPDATE gotasks_task SET heartbeat_at = $1 WHERE id IN (
+		SELECT id FROM gotasks_task WHERE backend = $2 AND status = 'RUNNING' AND worker_id = $3
+		FOR UPDATE SKIP LOCKED)`
+	}
+	_, err := b.sq(b.db.DB).ExecContext(ctx, q, b.dialect.ts(now()), b.Name(), workerID)
 	return b.wrapErr("heartbeat", err)
 }
 
@@ -395,8 +404,9 @@ func (b *Backend) rescue(ctx context.Context, self string, heartbeatCutoff, runC
 			ELSE 'worker stopped heartbeating while running the task: ' END || COALESCE(worker_id, '?'),
 		'at', $2::text)),
 	worker_id = NULL, heartbeat_at = NULL
-WHERE backend = $3 AND status = 'RUNNING'
+WHERE id IN (SELECT id FROM gotasks_task WHERE backend = $3 AND status = 'RUNNING'
 	AND ((heartbeat_at < $4 AND worker_id <> $6) OR last_attempted_at < $5 OR worker_id = $7)
+	FOR UPDATE SKIP LOCKED)
 RETURNING ` + resultColumns
 	} else {
 		q = `UPDATE gotasks_task SET
