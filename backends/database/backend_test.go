@@ -593,14 +593,15 @@ func TestWaitWokenByWorker(t *testing.T) {
 			}()
 		}
 		// Hold the task for 3 s so that the waiters' backstop polls have
-		// backed off (to 1-2 s) and the finish falls between two polls: a
-		// waiter that returns within a few hundred milliseconds of the finish
-		// was woken by the worker's notice, not by its poll. This is a
-		// deliberate delay, not a wait for a condition.
+		// backed off (to 1-2 s) and the release falls between two polls (the
+		// next one is at least 550 ms away): a waiter that returns within a
+		// few hundred milliseconds of the release was woken by the worker's
+		// notice, not by its poll. This is a deliberate delay, not a wait
+		// for a condition.
 		<-time.After(time.Until(waitStart.Add(3 * time.Second)))
+		releasedAt := time.Now()
 		release()
 		fin := finished.next(t, id)
-		finAt := time.Now()
 		if fin.Status != tasks.StatusSuccessful {
 			t.Fatalf("TaskFinished with status %s", fin.Status)
 		}
@@ -608,10 +609,10 @@ func TestWaitWokenByWorker(t *testing.T) {
 		if w.err != nil {
 			t.Fatalf("Wait: %v", w.err)
 		}
-		latency := w.at.Sub(finAt)
-		t.Logf("Wait returned %v after TaskFinished", latency)
-		if latency > 300*time.Millisecond {
-			t.Errorf("Wait returned %v after the task finished: not woken by the worker", latency)
+		latency := w.at.Sub(releasedAt)
+		t.Logf("Wait returned %v after the task was released (run, recorded, notified)", latency)
+		if latency > 400*time.Millisecond {
+			t.Errorf("Wait returned %v after the task was released: not woken by the worker", latency)
 		}
 		if res.Status != tasks.StatusSuccessful {
 			t.Errorf("status after Wait: %s", res.Status)
@@ -627,10 +628,10 @@ func TestWaitWokenByWorker(t *testing.T) {
 			if o.err != nil {
 				t.Fatalf("WaitResult on a second backend: %v", o.err)
 			}
-			latency := o.at.Sub(finAt)
-			t.Logf("WaitResult on a second backend (NOTIFY) returned %v after TaskFinished", latency)
-			if latency > 300*time.Millisecond {
-				t.Errorf("WaitResult on a second backend returned %v after the task finished: not woken by NOTIFY", latency)
+			latency := o.at.Sub(releasedAt)
+			t.Logf("WaitResult on a second backend (NOTIFY) returned %v after the task was released", latency)
+			if latency > 400*time.Millisecond {
+				t.Errorf("WaitResult on a second backend returned %v after the task was released: not woken by NOTIFY", latency)
 			}
 			if diff := cmp.Diff(res.Raw(), o.r); diff != "" {
 				t.Errorf("WaitResult (-want +got):\n%s", diff)

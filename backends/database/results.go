@@ -47,7 +47,14 @@ func (b *Backend) queryer(ctx context.Context) querier {
 // tasks.ErrResultNotFound).
 func (b *Backend) Cancel(ctx context.Context, id string) error {
 	t := now()
-	unlock := b.writeLock()
+	// Inside the caller's transaction the write goes to that transaction,
+	// which already holds SQLite's write lock: taking writeMu there could
+	// wait for a goroutine that holds writeMu while it waits for this
+	// transaction's lock.
+	unlock := func() {}
+	if b.txFromContext(ctx) == nil {
+		unlock = b.writeLock()
+	}
 	res, err := b.queryer(ctx).ExecContext(ctx, `UPDATE gotasks_task SET status = 'CANCELLED', finished_at = $1
 		WHERE id = $2 AND backend = $3 AND status = 'READY'`, b.dialect.ts(t), id, b.Name())
 	unlock()

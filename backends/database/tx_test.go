@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/uptrace/bun"
@@ -366,6 +367,60 @@ func TestRunInTxOtherBackends(t *testing.T) {
 		// Nothing reached the transaction's own backend.
 		if rs, err := b.List(ctx, database.Filter{}); err != nil || len(rs) != 0 {
 			t.Errorf("the transaction's backend has %d results (%v), want 0", len(rs), err)
+		}
+	})
+}
+
+// Cancel inside RunInTx writes in the caller's transaction. On SQLite that
+// transaction holds the database's write lock, so Cancel must not wait for
+// this process's other writers, which may themselves be waiting for that
+// lock (the deadlock would end only when their busy timeout surfaced
+// "database is locked").
+func TestRunInTxCancelWhileOthersWrite(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := dbtCtx(t)
+		b := dbtOpen(t, dsn)
+		task := dbtAdd.Using(tasks.WithBackend(b.Name()))
+		otherDone := make(chan error, 1)
+		var (
+			inTx          *tasks.Result[dbtSum]
+			cancelLatency time.Duration
+		)
+		err := b.RunInTx(ctx, func(txCtx context.Context, _ bun.Tx) error {
+			var err error
+			if inTx, err = task.Enqueue(txCtx, dbtArgs{A: 1}); err != nil {
+				return err
+			}
+			// Another goroutine writes outside the transaction; on SQLite
+			// it waits for the transaction's lock while holding its
+			// connection (and the backend's write mutex).
+			go func() {
+				_, err := task.Enqueue(ctx, dbtArgs{A: 2})
+				otherDone <- err
+			}()
+			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+			defer pcancel()
+			_ = dbtPoll(pctx, func() bool { return b.DB().Stats().InUse >= 2 || len(otherDone) > 0 })
+			cctx, cancel := context.WithTimeout(txCtx, 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			err = b.Cancel(cctx, inTx.ID)
+			cancelLatency = time.Since(start)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("RunInTx with Cancel inside: %v", err)
+		}
+		t.Logf("Cancel inside the transaction took %v", cancelLatency)
+		if cancelLatency > 2*time.Second {
+			t.Errorf("Cancel inside the transaction took %v: it waited for a writer outside it", cancelLatency)
+		}
+		if err := <-otherDone; err != nil {
+			t.Errorf("the enqueue outside the transaction: %v", err)
+		}
+		if err := inTx.Refresh(ctx); err != nil || inTx.Status != tasks.StatusCancelled {
+			t.Errorf("the task cancelled in the transaction: %s, %v; want CANCELLED", inTx.Status, err)
 		}
 	})
 }
