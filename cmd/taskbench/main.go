@@ -1,0 +1,314 @@
+// Command taskbench measures the database backend of gotasks (issue 6):
+// burn-down and continuous throughput, wake-up latency, enqueue rates, the
+// worker's peak memory, and how the time per task changes with table size.
+//
+//	taskbench                                   # all modes on SQLite in a temp dir
+//	taskbench --database postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+//	taskbench --mode burndown --tasks 100000 --concurrency 100 --runs 3
+//	taskbench --mode scaling --scaling-max 1000000
+//
+// Every run of every mode gets a fresh database: on PostgreSQL a new schema
+// taskbench_<random> (created with an admin connection, passed to the
+// backend through search_path, dropped at the end unless --keep); on SQLite
+// a new file in a temporary directory. The burn-down and scaling workers run
+// in a child process (this binary re-executed with the hidden mode
+// worker-child) so that their peak RSS is their own.
+//
+// Output: human progress lines, then at the end one line per figure in the
+// form "NAME: VALUE UNIT" (the median over --runs), for scripts to grep.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gotasks/gotasks/backends/database"
+	_ "github.com/gotasks/gotasks/examples/exampletasks" // Noop, the benchmark task
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Modes a user can ask for; worker-child is internal.
+var userModes = []string{"burndown", "continuous", "latency", "enqueue", "scaling"}
+
+// allModes is what --mode all runs (scaling only when asked for).
+var allModes = []string{"burndown", "continuous", "latency", "enqueue"}
+
+// childMode is the hidden mode of the worker child process.
+const childMode = "worker-child"
+
+type options struct {
+	database    string
+	mode        string
+	tasks       int
+	duration    time.Duration
+	concurrency int
+	batchSize   int
+	poll        time.Duration
+	runs        int
+	keep        bool
+	cpuprofile  string
+	memprofile  string
+	parentProf  string
+	timeout     time.Duration
+
+	latencySamples int
+	latencyGap     time.Duration
+	latencyWarmup  int
+
+	enqueueSingle int
+	manySize      int
+	manyReps      int
+
+	producers    int
+	produceBatch int
+	backlog      int
+
+	scalingSizes string
+	scalingMax   int
+	scalingTasks int
+	scalingVac   bool
+
+	// worker-child only
+	expect int
+}
+
+const usage = `Usage: taskbench [flags]
+
+Benchmarks the gotasks database backend on PostgreSQL or SQLite, each run in a
+fresh schema (PostgreSQL) or a fresh file (SQLite). Modes:
+
+  burndown    enqueue --tasks no-op tasks, then time one worker (a child
+              process) draining them; its peak RSS too
+  continuous  enqueue and work at the same time for --duration
+  latency     enqueue-to-start and enqueue-to-finish of single tasks given to
+              an idle worker (PostgreSQL: from another backend instance, so
+              the wake-up goes through LISTEN/NOTIFY)
+  enqueue     sequential Enqueue rate and EnqueueMany rate
+  scaling     time per task at growing table sizes (finished rows)
+  all         burndown, continuous, latency, enqueue (default)
+
+Several modes: --mode burndown,latency. The figures come last, one a line:
+"NAME: VALUE UNIT", the median over --runs.
+
+Flags:
+`
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("taskbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name == "expect" {
+				return // internal
+			}
+			name, u := flag.UnquoteUsage(f)
+			if name != "" {
+				name = " " + name
+			}
+			fmt.Fprintf(stderr, "  --%s%s\n    \t%s", f.Name, name, strings.ReplaceAll(u, "\n", "\n    \t"))
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
+				fmt.Fprintf(stderr, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(stderr)
+		})
+	}
+	fs.StringVar(&o.database, "database", "sqlite", "DSN: postgres://…, or sqlite (a temp dir), or sqlite:///dir/x.db (fresh files in a temp dir under /dir)")
+	fs.StringVar(&o.mode, "mode", "all", "comma-separated modes: burndown, continuous, latency, enqueue, scaling, or all")
+	fs.IntVar(&o.tasks, "tasks", 100000, "burndown: tasks to enqueue and drain")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "continuous: how long to enqueue and work")
+	fs.IntVar(&o.concurrency, "concurrency", 100, "worker concurrency (0: the worker's default, database.DefaultConcurrency)")
+	fs.IntVar(&o.batchSize, "batch-size", 0, "worker claim batch (0: the worker's default, min(concurrency, 1000))")
+	fs.DurationVar(&o.poll, "poll-interval", 0, "worker poll interval (0: the worker's default, database.DefaultPollInterval)")
+	fs.IntVar(&o.runs, "runs", 1, "runs of each mode (each in a fresh database); figures are medians")
+	fs.BoolVar(&o.keep, "keep", false, "keep the PostgreSQL schemas and SQLite files")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the burn-down worker child to this file (run N>1 of --runs: FILE.N)")
+	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of the burn-down worker child to this file at its end (run N>1: FILE.N)")
+	fs.StringVar(&o.parentProf, "parent-cpuprofile", "", "write a CPU profile of this (parent) process to this file: enqueue, continuous and latency run here")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up on one measurement after this long")
+	fs.IntVar(&o.latencySamples, "latency-samples", 200, "latency: measured tasks")
+	fs.DurationVar(&o.latencyGap, "latency-gap", 5*time.Millisecond, "latency: pause between a task's finish and the next enqueue")
+	fs.IntVar(&o.latencyWarmup, "latency-warmup", 5, "latency: unmeasured tasks first")
+	fs.IntVar(&o.enqueueSingle, "enqueue-single", 2000, "enqueue: sequential Enqueue calls")
+	fs.IntVar(&o.manySize, "many-size", 10000, "enqueue: tasks per EnqueueMany")
+	fs.IntVar(&o.manyReps, "many-reps", 5, "enqueue: EnqueueMany repetitions per run (median)")
+	fs.IntVar(&o.producers, "producers", 2, "continuous: producer goroutines")
+	fs.IntVar(&o.produceBatch, "produce-batch", 100, "continuous: tasks per EnqueueMany of a producer")
+	fs.IntVar(&o.backlog, "backlog", 5000, "continuous: producers pause while this many tasks are enqueued but not finished")
+	fs.StringVar(&o.scalingSizes, "scaling-sizes", "10000,100000,1000000", "scaling: table sizes (finished rows)")
+	fs.IntVar(&o.scalingMax, "scaling-max", 100000, "scaling: skip sizes above this (1000000 to include 1M rows; it takes time)")
+	fs.IntVar(&o.scalingTasks, "scaling-tasks", 10000, "scaling: fresh tasks burnt down at each size")
+	fs.BoolVar(&o.scalingVac, "scaling-analyze", true, "scaling: VACUUM ANALYZE (PostgreSQL) or ANALYZE (SQLite) after each fill, as autovacuum would")
+	fs.IntVar(&o.expect, "expect", 0, "worker-child: tasks the child should process")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var probs []string
+	if o.tasks <= 0 || o.runs <= 0 || o.latencySamples <= 0 || o.enqueueSingle <= 0 || o.manySize <= 0 ||
+		o.manyReps <= 0 || o.producers <= 0 || o.produceBatch <= 0 || o.backlog <= 0 || o.scalingTasks <= 0 {
+		probs = append(probs, "counts must be positive")
+	}
+	if o.concurrency < 0 || o.batchSize < 0 || o.poll < 0 || o.duration <= 0 || o.latencyGap < 0 || o.latencyWarmup < 0 {
+		probs = append(probs, "concurrency, batch size and durations must not be negative (--duration positive)")
+	}
+	if len(probs) > 0 {
+		return nil, errors.New(strings.Join(probs, "; "))
+	}
+	return o, nil
+}
+
+func (o *options) modes() ([]string, error) {
+	if o.mode == childMode {
+		return []string{childMode}, nil
+	}
+	var out []string
+	for m := range strings.SplitSeq(o.mode, ",") {
+		m = strings.TrimSpace(m)
+		switch {
+		case m == "all":
+			out = append(out, allModes...)
+		case slices.Contains(userModes, m):
+			out = append(out, m)
+		default:
+			return nil, fmt.Errorf("unknown mode %q (want %s or all)", m, strings.Join(userModes, ", "))
+		}
+	}
+	var uniq []string
+	for _, m := range out {
+		if !slices.Contains(uniq, m) {
+			uniq = append(uniq, m)
+		}
+	}
+	return uniq, nil
+}
+
+// scalingList returns the scaling sizes up to --scaling-max, ascending.
+func (o *options) scalingList() ([]int, error) {
+	var sizes []int
+	for s := range strings.SplitSeq(o.scalingSizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("--scaling-sizes: bad size %q", s)
+		}
+		if n <= o.scalingMax {
+			sizes = append(sizes, n)
+		}
+	}
+	slices.Sort(sizes)
+	sizes = slices.Compact(sizes)
+	if len(sizes) == 0 {
+		return nil, fmt.Errorf("--scaling-sizes %s: none is within --scaling-max %d", o.scalingSizes, o.scalingMax)
+	}
+	return sizes, nil
+}
+
+// workerConfig is the worker configuration the flags ask for.
+func (o *options) workerConfig() database.WorkerConfig {
+	return database.WorkerConfig{Concurrency: o.concurrency, BatchSize: o.batchSize, PollInterval: o.poll}
+}
+
+// describeWorker says which worker settings come from flags and which from
+// the worker's defaults.
+func (o *options) describeWorker() string {
+	conc := fmt.Sprintf("concurrency=%d (--concurrency)", o.concurrency)
+	eff := o.concurrency
+	if o.concurrency == 0 {
+		eff = database.DefaultConcurrency
+		conc = fmt.Sprintf("concurrency=%d (worker default)", eff)
+	}
+	batch := fmt.Sprintf("claim batch=%d (--batch-size)", o.batchSize)
+	if o.batchSize == 0 {
+		batch = fmt.Sprintf("claim batch=%d (worker default: min(concurrency, 1000))", min(eff, 1000))
+	}
+	poll := fmt.Sprintf("poll interval=%v (--poll-interval)", o.poll)
+	if o.poll == 0 {
+		poll = fmt.Sprintf("poll interval=%v (worker default)", database.DefaultPollInterval)
+	}
+	return conc + ", " + batch + ", " + poll + "; other settings: worker defaults"
+}
+
+// run is the command; it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "taskbench:", err)
+		return 2
+	}
+	modes, err := o.modes()
+	if err != nil {
+		fmt.Fprintln(stderr, "taskbench:", err)
+		return 2
+	}
+	if modes[0] == childMode {
+		if err := workerChild(ctx, o, stdout, stderr); err != nil {
+			fmt.Fprintln(stderr, "taskbench worker-child:", err)
+			return 1
+		}
+		return 0
+	}
+	if slices.Contains(modes, "scaling") {
+		if _, err := o.scalingList(); err != nil {
+			fmt.Fprintln(stderr, "taskbench:", err)
+			return 2
+		}
+	}
+	if o.parentProf != "" {
+		f, err := os.Create(o.parentProf)
+		if err != nil {
+			fmt.Fprintln(stderr, "taskbench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "taskbench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	bench, err := newBench(ctx, o, stdout, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "taskbench:", err)
+		return 1
+	}
+	defer bench.close()
+	bench.printEnvironment(ctx)
+	failed := false
+	for _, m := range modes {
+		if err := bench.runMode(ctx, m); err != nil {
+			fmt.Fprintf(stderr, "taskbench: %s: %v\n", m, err)
+			failed = true
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	bench.printFigures()
+	if failed {
+		return 1
+	}
+	return 0
+}
