@@ -40,9 +40,18 @@ func (b *Backend) claimQuery(include, exclude []string) string {
 		if len(exclude) > 0 {
 			filter.WriteString(" AND NOT (queue = ANY(" + excl + "::text[]))")
 		}
+		// The claim commits asynchronously (synchronous_commit off for this
+		// statement's transaction only): it is not flushed to disk before the
+		// worker starts the tasks. The completion that follows is a normal
+		// synchronous commit and flushes the claim with it. If the server
+		// crashes in between, the claim is lost and the tasks are READY again:
+		// they run again (at least once), and this worker's late completion is
+		// refused by the guard. This takes one WAL flush per batch off the
+		// critical path (latency and throughput).
 		return `WITH picked AS MATERIALIZED (
 	SELECT id FROM gotasks_task
 	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + `
+		AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
 	ORDER BY priority DESC, run_after, enqueued_at
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED)

@@ -40,6 +40,15 @@ var ErrHardStop = errors.New("worker stopped hard: running tasks were cancelled 
 // claimTimeout bounds one claim statement (it is not cancelled by Stop).
 const claimTimeout = time.Minute
 
+// claimGather is how long a busy worker waits for half a batch of free
+// capacity before it claims fewer tasks.
+const claimGather = 5 * time.Millisecond
+
+// completeGather is how long the completer waits for a fuller batch while
+// more tasks are about to finish; it delays the recording of an outcome by
+// at most this much.
+const completeGather = 2 * time.Millisecond
+
 // WorkerConfig configures a Worker. The zero value works: all queues,
 // DefaultConcurrency, DefaultPollInterval, and so on.
 type WorkerConfig struct {
@@ -190,6 +199,8 @@ type Worker struct {
 
 	claimed   atomic.Int64
 	processed atomic.Int64
+	claims    atomic.Int64 // claim statements that returned rows
+	records   atomic.Int64 // completion statements
 	reason    atomic.Value // string: why the worker stopped by itself
 	selfStop  chan struct{}
 	selfOnce  sync.Once
@@ -404,7 +415,8 @@ func (w *Worker) finish(ctx context.Context, stopErr error) error {
 	w.cancelTasks()
 	w.claimStop()
 	w.stopErr = stopErr
-	w.log.Info("gotasks: worker stopped", "processed", w.processed.Load(), "hard", w.hardStopped.Load())
+	w.log.Info("gotasks: worker stopped", "processed", w.processed.Load(), "hard", w.hardStopped.Load(),
+		"claim_statements", w.claims.Load(), "complete_statements", w.records.Load())
 	close(w.done)
 	return stopErr
 }
@@ -414,6 +426,7 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 	poll := time.NewTimer(w.cfg.PollInterval)
 	defer poll.Stop()
 	errDelay := 100 * time.Millisecond
+	var gatherUntil time.Time
 	for {
 		select {
 		case <-w.stopClaim:
@@ -432,6 +445,27 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 			}
 			continue
 		}
+		// Gather: while tasks are in flight, wait briefly for half a batch of
+		// free capacity rather than claiming a few rows at a time (each claim
+		// is a statement and a commit; tiny ones waste the database).
+		if threshold := max(1, min(w.cfg.BatchSize, w.cfg.Concurrency)/2); free < threshold && w.pending() > 0 {
+			if gatherUntil.IsZero() {
+				gatherUntil = time.Now().Add(claimGather)
+			}
+			if wait := time.Until(gatherUntil); wait > 0 {
+				gt := time.NewTimer(wait)
+				select {
+				case <-w.stopClaim:
+					gt.Stop()
+					return
+				case <-w.slotFreed:
+				case <-gt.C:
+				}
+				gt.Stop()
+				continue
+			}
+		}
+		gatherUntil = time.Time{}
 		limit := min(free, w.cfg.BatchSize)
 		if w.cfg.MaxTasks > 0 {
 			left := int64(w.cfg.MaxTasks) - w.claimed.Load()
@@ -469,6 +503,9 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 			continue
 		}
 		errDelay = 100 * time.Millisecond
+		if len(rows) > 0 {
+			w.claims.Add(1)
+		}
 		for _, r := range rows {
 			w.slots <- struct{}{}
 			w.claimed.Add(1)
@@ -620,14 +657,36 @@ func (w *Worker) completeLoop() {
 			}
 		}
 		batch = append(batch[:0], o)
+		// Take what is ready; while more tasks are about to finish, wait a
+		// little (completeGather) for a fuller batch: each statement is a
+		// commit, and tiny ones crowd out the claims (one writer on SQLite).
+		target := min(maxBatch, max(1, min(w.cfg.BatchSize, w.cfg.Concurrency)/2))
+		var gather *time.Timer
 	more:
 		for len(batch) < maxBatch {
 			select {
 			case o := <-w.outcomes:
 				batch = append(batch, o)
+				continue
 			default:
+			}
+			if len(batch) >= target || w.pending() <= int64(len(batch)) {
+				break
+			}
+			if gather == nil {
+				gather = time.NewTimer(completeGather)
+			}
+			select {
+			case o := <-w.outcomes:
+				batch = append(batch, o)
+			case <-gather.C:
+				break more
+			case <-w.flush:
 				break more
 			}
+		}
+		if gather != nil {
+			gather.Stop()
 		}
 		w.record(batch)
 	}
@@ -640,6 +699,7 @@ func (w *Worker) record(batch []*outcome) {
 		done, err := w.b.complete(ctx, w.cfg.WorkerID, batch)
 		cancel()
 		if err == nil {
+			w.records.Add(1)
 			w.afterRecord(batch, done)
 			return
 		}

@@ -45,8 +45,4 @@ CREATE INDEX gotasks_task_finished_idx ON gotasks_task (finished_at)
 
 --bun:split
 
-CREATE INDEX gotasks_task_name_idx ON gotasks_task (task_name, enqueued_at);
-
---bun:split
-
 CREATE INDEX gotasks_task_creator_idx ON gotasks_task (creator) WHERE creator <> '';
