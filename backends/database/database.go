@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
@@ -60,6 +61,7 @@ type Backend struct {
 	writeMu sync.Mutex
 
 	hub   *hub // in-process wake-ups and result waiters; PostgreSQL listener
+	pgx   bool // PostgreSQL through the pgx stdlib driver: LISTEN and COPY available
 	stmts stmtCache
 
 	closeOnce sync.Once
@@ -132,6 +134,7 @@ func newBackend(ctx context.Context, db *bun.DB, own bool, opts []Option) (*Back
 	if err := b.CheckConfig(); err != nil {
 		return nil, err
 	}
+	_, b.pgx = db.DB.Driver().(*stdlib.Driver)
 	b.hub = newHub(b)
 	b.stmts.db = db.DB
 	if err := b.ping(ctx); err != nil {

@@ -3,9 +3,13 @@ package database
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/gotasks/gotasks/signals"
 	"github.com/gotasks/gotasks/tasks"
@@ -85,8 +89,8 @@ func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest)
 	if err := b.insertAutocommit(ctx, out, t); err != nil {
 		return nil, err
 	}
-	b.afterEnqueue(ctx, out, t)
-	return cloneAll(out), nil
+	b.afterEnqueue(ctx, out, t) // signals get copies; out is the caller's now
+	return out, nil
 }
 
 func cloneAll(rs []*tasks.RawResult) []*tasks.RawResult {
@@ -125,9 +129,75 @@ func checkRequest(req *tasks.EnqueueRequest) error {
 	return nil
 }
 
+// copyThreshold is the batch size from which EnqueueMany on PostgreSQL
+// uses COPY (outside a caller's transaction): a few more round trips, but
+// far less server time per row than INSERT … SELECT unnest.
+const copyThreshold = 1000
+
 func (b *Backend) insertAutocommit(ctx context.Context, rs []*tasks.RawResult, t time.Time) error {
+	if b.dialect == Postgres && len(rs) >= copyThreshold && b.pgx {
+		if err := b.copyPG(ctx, rs, t); !errors.Is(err, errNoCopy) {
+			return err
+		}
+	}
 	defer b.writeLock()()
 	return b.insert(ctx, b.db.DB, rs, t)
+}
+
+var errNoCopy = errors.New("COPY needs a pgx stdlib connection")
+
+var copyColumns = []string{"id", "task_name", "status", "args", "priority", "queue", "backend", "run_after",
+	"enqueued_at", "max_attempts", "timeout_ms", "verbose_name", "creator", "repeat_ms", "repeat_until"}
+
+// copyPG inserts rs with COPY in one transaction of its own, and notifies
+// idle workers in it when a row is due.
+func (b *Backend) copyPG(ctx context.Context, rs []*tasks.RawResult, t time.Time) error {
+	conn, err := b.db.DB.Conn(ctx)
+	if err != nil {
+		return b.wrapErr("enqueue", err)
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errNoCopy // a wrapped driver: use INSERT
+		}
+		pc := sc.Conn()
+		tx, err := pc.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		due := false
+		src := pgx.CopyFromSlice(len(rs), func(i int) ([]any, error) {
+			r := rs[i]
+			due = due || !r.RunAfter.After(t)
+			var until any
+			if r.RepeatUntil != nil {
+				until = *r.RepeatUntil
+			}
+			return []any{r.ID, r.TaskName, string(tasks.StatusReady), string(r.Args), int16(r.Priority), r.Queue,
+				b.Name(), r.RunAfter, t, int32(r.MaxAttempts), r.Timeout.Milliseconds(), r.VerboseName, r.Creator,
+				r.Repeat.Milliseconds(), until}, nil
+		})
+		n, err := tx.CopyFrom(ctx, pgx.Identifier{TableName}, copyColumns, src)
+		if err != nil {
+			return err
+		}
+		if int(n) != len(rs) {
+			return fmt.Errorf("copied %d of %d rows", n, len(rs))
+		}
+		if due {
+			if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", wakeChannel, b.Name()); err != nil {
+				return err
+			}
+		}
+		return tx.Commit(ctx)
+	})
+	if errors.Is(err, errNoCopy) {
+		return err
+	}
+	return b.wrapErr("enqueue", err)
 }
 
 func (b *Backend) insert(ctx context.Context, q querier, rs []*tasks.RawResult, t time.Time) error {

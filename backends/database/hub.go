@@ -133,7 +133,7 @@ func (h *hub) startListener() {
 		return
 	}
 	h.listenOnce.Do(func() {
-		if _, ok := h.b.db.DB.Driver().(*stdlib.Driver); !ok {
+		if !h.b.pgx {
 			h.b.log.Info("gotasks: LISTEN/NOTIFY needs the pgx stdlib driver; workers and waiters will poll",
 				"backend", h.b.Name())
 			return
