@@ -365,21 +365,36 @@ func storableError(e *tasks.TaskError) *tasks.TaskError {
 	return &c
 }
 
-// heartbeat refreshes the lease of every task workerID runs.
-func (b *Backend) heartbeat(ctx context.Context, workerID string) error {
+// heartbeat refreshes the lease of the tasks ids that workerID runs. Only
+// those: a row held under workerID that the worker does not know about (a
+// claim whose response was lost) is left to be rescued.
+func (b *Backend) heartbeat(ctx context.Context, workerID string, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	unlock := b.writeLock()
 	defer unlock()
-	q := `UPDATE gotasks_task SET heartbeat_at = $1
-		WHERE backend = $2 AND status = 'RUNNING' AND worker_id = $3`
+	var q string
+	var idsArg any
 	if b.dialect == Postgres {
 		// Skip rows being completed (locked by this worker's completion
 		// statement, which locks in another order): waiting for them could
 		// deadlock, and they are about to stop RUNNING anyway.
 		q = `UPDATE gotasks_task SET heartbeat_at = $1 WHERE id IN (
-		SELECT id FROM gotasks_task WHERE backend = $2 AND status = 'RUNNING' AND worker_id = $3
+		SELECT id FROM gotasks_task WHERE id = ANY($4::text[]) AND backend = $2 AND status = 'RUNNING'
+			AND worker_id = $3
 		FOR UPDATE SKIP LOCKED)`
+		idsArg = ids
+	} else {
+		q = `UPDATE gotasks_task SET heartbeat_at = $1
+		WHERE id IN (SELECT value FROM json_each($4)) AND backend = $2 AND status = 'RUNNING' AND worker_id = $3`
+		j, err := json.Marshal(ids)
+		if err != nil {
+			return err
+		}
+		idsArg = string(j)
 	}
-	_, err := b.sq(b.db.DB).ExecContext(ctx, q, b.dialect.ts(now()), b.Name(), workerID)
+	_, err := b.sq(b.db.DB).ExecContext(ctx, q, b.dialect.ts(now()), b.Name(), workerID, idsArg)
 	return b.wrapErr("heartbeat", err)
 }
 

@@ -200,6 +200,7 @@ type Worker struct {
 	claimed   atomic.Int64
 	processed atomic.Int64
 	claims    atomic.Int64 // claim statements that returned rows
+	inflight  sync.Map     // ids claimed and not yet recorded, for heartbeats
 	records   atomic.Int64 // completion statements
 	reason    atomic.Value // string: why the worker stopped by itself
 	selfStop  chan struct{}
@@ -507,6 +508,7 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 			w.claims.Add(1)
 		}
 		for _, r := range rows {
+			w.inflight.Store(r.ID, struct{}{})
 			w.slots <- struct{}{}
 			w.claimed.Add(1)
 			w.running.Add(1)
@@ -712,6 +714,9 @@ func (w *Worker) record(batch []*outcome) {
 			t.Stop()
 			w.log.Error("gotasks: gave up recording task outcomes at shutdown; the tasks stay RUNNING until rescued",
 				"tasks", len(batch))
+			for _, o := range batch {
+				w.inflight.Delete(o.rec.ID)
+			}
 			w.processed.Add(int64(len(batch)))
 			return
 		}
@@ -720,6 +725,9 @@ func (w *Worker) record(batch []*outcome) {
 }
 
 func (w *Worker) afterRecord(batch, done []*outcome) {
+	for _, o := range batch {
+		w.inflight.Delete(o.rec.ID)
+	}
 	if len(done) < len(batch) {
 		ok := map[*outcome]bool{}
 		for _, o := range done {
@@ -771,7 +779,12 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 		if w.pending() == 0 {
 			continue
 		}
-		if err := w.b.heartbeat(ctx, w.cfg.WorkerID); err != nil && ctx.Err() == nil {
+		var ids []string
+		w.inflight.Range(func(k, _ any) bool {
+			ids = append(ids, k.(string))
+			return true
+		})
+		if err := w.b.heartbeat(ctx, w.cfg.WorkerID, ids); err != nil && ctx.Err() == nil {
 			w.log.Warn("gotasks: heartbeat failed", "err", err)
 		}
 	}
