@@ -165,7 +165,7 @@ func scanRow(s scanner) (_ *row, corrupt, err error) {
 			corrupt = fmt.Errorf("gotasks: result %s: corrupt worker_ids: %w", r.ID, err)
 		}
 	}
-	if len(errs) > 0 {
+	if len(errs) > 0 && string(errs) != "[]" { // most rows have no error: skip the decoder
 		if err := json.Unmarshal(errs, &r.Errors); err != nil {
 			r.Errors = nil
 			if corrupt == nil {
