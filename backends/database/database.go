@@ -55,6 +55,7 @@ type Backend struct {
 	log     *slog.Logger
 
 	autoMigrate bool
+	noCreate    bool // Open: a missing SQLite file is an error
 	// writeMu serialises this process's writes on SQLite, which has one
 	// writer at a time anyway: goroutines queue here instead of spinning in
 	// SQLite's busy handler. Other processes are handled by busy_timeout.
@@ -95,13 +96,23 @@ func WithLogger(l *slog.Logger) Option { return func(b *Backend) { b.log = l } }
 // (dbworker migrate, or Migrate).
 func WithAutoMigrate(on bool) Option { return func(b *Backend) { b.autoMigrate = on } }
 
+// WithoutCreate makes Open fail, with an error wrapping ErrSchemaMissing,
+// when an SQLite DSN names a file that does not exist, instead of creating
+// an empty database: for tools that only read or prune (cmd/prune,
+// dbworker check).
+func WithoutCreate() Option { return func(b *Backend) { b.noCreate = true } }
+
 // Open opens the database named by dsn (sqlite:///path/tasks.db,
 // sqlite://relative.db, sqlite::memory:, postgres://…) and returns a backend
 // that owns it: Close closes the database. It checks that the database is
 // reachable, migrates SQLite (see WithAutoMigrate) and returns an error
 // wrapping ErrBadDSN, ErrUnreachable or ErrSchemaMissing otherwise.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
-	db, err := openDSN(ctx, dsn)
+	var probe Backend
+	for _, o := range opts {
+		o(&probe)
+	}
+	db, err := openDSN(ctx, dsn, probe.noCreate)
 	if err != nil {
 		return nil, err
 	}

@@ -46,7 +46,7 @@ var memCounter atomic.Int64
 
 // openDSN opens a *bun.DB for dsn: sqlite://PATH (sqlite:///abs/path,
 // sqlite://relative/path), sqlite::memory:, or postgres:// / postgresql://.
-func openDSN(ctx context.Context, dsn string) (*bun.DB, error) {
+func openDSN(ctx context.Context, dsn string, noCreate bool) (*bun.DB, error) {
 	switch {
 	case dsn == "sqlite::memory:" || dsn == "sqlite://:memory:":
 		// One connection: every connection to :memory: is its own database.
@@ -68,6 +68,12 @@ func openDSN(ctx context.Context, dsn string) (*bun.DB, error) {
 		path := u.Host + u.Path // sqlite://rel/path → host "rel"; sqlite:///abs → path "/abs"
 		if path == "" {
 			return nil, fmt.Errorf("%w %q: no file path (use sqlite:///abs/path.db or sqlite://relative.db)", ErrBadDSN, dsn)
+		}
+		if noCreate {
+			if _, err := os.Stat(path); err != nil {
+				return nil, fmt.Errorf("%w: no SQLite database at %s (from %q; it is not created here): %v",
+					ErrSchemaMissing, path, dsn, err)
+			}
 		}
 		if dir := filepath.Dir(path); dir != "." {
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {

@@ -25,7 +25,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -175,11 +174,8 @@ func prune(ctx context.Context, o options, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "prune:", oneLine(err.Error()))
 		return exitError
 	}
-	if err := checkSQLiteFile(o.dsn); err != nil {
-		return fail(err)
-	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, err := database.Open(ctx, o.dsn, database.WithAutoMigrate(false), database.WithName(o.backend),
+	b, err := database.Open(ctx, o.dsn, database.WithAutoMigrate(false), database.WithoutCreate(), database.WithName(o.backend),
 		database.WithLogger(log))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -234,30 +230,6 @@ func header(o options, queues []string, now time.Time) string {
 	}
 	return fmt.Sprintf("%s backend %q, %s: SUCCESSFUL and CANCELLED results %s, FAILED results %s",
 		verb, o.backend, q, cut(o.minAge), cut(o.failedMinAge))
-}
-
-// checkSQLiteFile returns an error when dsn names an SQLite file that does
-// not exist: opening it would create an empty database.
-func checkSQLiteFile(dsn string) error {
-	if !strings.HasPrefix(dsn, "sqlite://") && !strings.HasPrefix(dsn, "sqlite3://") || dsn == "sqlite://:memory:" {
-		return nil
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return nil // database.Open reports the bad DSN
-	}
-	path := u.Host + u.Path
-	if path == "" {
-		return nil
-	}
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("no SQLite database at %s (from %s): prune never creates one; check --database or $%s",
-				path, dsn, database.DSNEnv)
-		}
-		return fmt.Errorf("SQLite database %s: %w", path, err)
-	}
-	return nil
 }
 
 // oneLine keeps an error message on one line.

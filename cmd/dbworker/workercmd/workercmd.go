@@ -312,7 +312,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return ExitUsage
 	}
-	b, err := database.Open(ctx, c.dsn, database.WithAutoMigrate(false), database.WithName(c.backend))
+	b, err := database.Open(ctx, c.dsn, database.WithAutoMigrate(false), database.WithoutCreate(), database.WithName(c.backend))
 	if err != nil {
 		fmt.Fprintln(stderr, "dbworker check:", err)
 		return ExitError

@@ -435,3 +435,17 @@ func TestSignals(t *testing.T) {
 		})
 	})
 }
+
+// check reports a missing SQLite file instead of creating an empty one.
+func TestCheckMissingSQLiteFile(t *testing.T) {
+	t.Parallel()
+	path := t.TempDir() + "/missing.db"
+	var stdout, stderr bytes.Buffer
+	code := workercmd.Run(t.Context(), []string{"check", "--database", "sqlite://" + path}, &stdout, &stderr, nil)
+	if code != workercmd.ExitError || !strings.Contains(stderr.String(), "no SQLite database at "+path) {
+		t.Errorf("check on a missing file = %d, stderr %q; want %d and a message naming the file", code, stderr.String(), workercmd.ExitError)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Errorf("check created %s", path)
+	}
+}
