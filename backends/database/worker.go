@@ -564,11 +564,11 @@ func (w *Worker) releaseSlot() {
 // runTask runs one claimed task and hands its outcome to the completer.
 func (w *Worker) runTask(r *row) {
 	defer w.running.Done()
-	rec := r.RawResult.Clone()
+	rec := &r.RawResult // this goroutine owns the claimed row
 	attempt := rec.Attempts
-	signals.TaskStarted.Send(w.taskCtx, w.b.Name(), rec)
+	signals.TaskStarted.Send(w.taskCtx, w.b.Name(), rec) // receivers get copies
 
-	run := rec.Clone()
+	run := *rec // Execute only reads it
 	def, known := tasks.Lookup(rec.TaskName)
 	timeout := rec.Timeout
 	if timeout <= 0 && known {
@@ -578,7 +578,7 @@ func (w *Worker) runTask(r *row) {
 		timeout = w.cfg.MaxRunTime
 	}
 	run.Timeout = timeout
-	out, err := tasks.Execute(w.taskCtx, run)
+	out, err := tasks.Execute(w.taskCtx, &run)
 	end := now()
 	o := &outcome{rec: rec, attempt: attempt}
 	switch {
