@@ -641,9 +641,11 @@ func (w *Worker) nextRun(rec *tasks.RawResult, t time.Time) *tasks.RawResult {
 	return n
 }
 
-// completeLoop records outcomes in batches until the outcomes channel is
-// closed and drained. A failed write is retried (the database may be away
-// for a while); outcomes are never dropped while the worker runs.
+// completeLoop records outcomes in batches until flush is closed and the
+// outcomes queued by then are recorded. A failed write is retried (the
+// database may be away for a while); outcomes are never dropped while the
+// worker runs, only when a stop gives up on an unreachable database
+// (abandon), and then the tasks are rescued later.
 func (w *Worker) completeLoop() {
 	const maxBatch = 500
 	batch := make([]*outcome, 0, maxBatch)
