@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,7 +17,20 @@ import (
 	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/examples/exampletasks"
 	"github.com/gotasks/gotasks/internal/dbtest"
+	"github.com/gotasks/gotasks/internal/workerfixture"
 	"github.com/gotasks/gotasks/tasks"
+)
+
+// Shared helpers (package workerfixture).
+type syncBuffer = workerfixture.SyncBuffer
+
+var (
+	openBackend   = workerfixture.OpenBackend
+	statuses      = workerfixture.Statuses
+	waitUntil     = workerfixture.WaitUntil
+	oneLine       = workerfixture.OneLine
+	workerArgs    = workerfixture.WorkerArgs
+	enqueueSleeps = workerfixture.EnqueueSleeps
 )
 
 // The real dbworker process: built once by TestMain, then run with flags
@@ -46,24 +55,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type proc struct {
@@ -129,67 +120,6 @@ func dbworker(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	p := start(t, args...)
 	code = p.wait()
 	return code, p.stdout.String(), p.stderr.String()
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
-var seq atomic.Int64
-
-// openBackend opens (and migrates) a backend with a unique name on dsn.
-func openBackend(t *testing.T, dsn string) *database.Backend {
-	t.Helper()
-	name := fmt.Sprintf("dbw%d-%s", seq.Add(1), t.Name())
-	b, err := database.Open(context.Background(), dsn, database.WithAutoMigrate(true),
-		database.WithName(name[:min(len(name), 64)]), database.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	t.Cleanup(tasks.RegisterBackend(b))
-	return b
-}
-
-func statuses(t *testing.T, b *database.Backend) map[tasks.Status]int {
-	t.Helper()
-	rs, err := b.List(context.Background(), database.Filter{Limit: 10000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[tasks.Status]int{}
-	for _, r := range rs {
-		m[r.Status]++
-	}
-	return m
-}
-
-// oneLine checks that stderr is one line starting with "dbworker" that
-// contains each of want.
-func oneLine(t *testing.T, stderr string, want ...string) {
-	t.Helper()
-	lines := strings.Split(strings.TrimSpace(stderr), "\n")
-	if len(lines) != 1 || !strings.HasPrefix(lines[0], "dbworker") {
-		t.Errorf("want one line starting with dbworker; got:\n%s", stderr)
-	}
-	for _, w := range want {
-		if !strings.Contains(stderr, w) {
-			t.Errorf("message does not mention %q:\n%s", w, stderr)
-		}
-	}
-}
-
-func workerArgs(b *database.Backend, dsn string, more ...string) []string {
-	return append([]string{"--database", dsn, "--backend", b.Name(), "--interval", "20ms"}, more...)
 }
 
 func TestProcessHelp(t *testing.T) {
@@ -356,17 +286,4 @@ func TestProcessSecondSignal(t *testing.T) {
 			}
 		}
 	})
-}
-
-func enqueueSleeps(t *testing.T, b *database.Backend, n, ms int) []*tasks.Result[int] {
-	t.Helper()
-	args := make([]int, n)
-	for i := range args {
-		args[i] = ms
-	}
-	rs, err := exampletasks.Sleep.Using(tasks.WithBackend(b.Name())).EnqueueMany(context.Background(), args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rs
 }

@@ -3,12 +3,8 @@ package workercmd_test
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,30 +14,24 @@ import (
 	"github.com/gotasks/gotasks/cmd/dbworker/workercmd"
 	"github.com/gotasks/gotasks/examples/exampletasks"
 	"github.com/gotasks/gotasks/internal/dbtest"
+	"github.com/gotasks/gotasks/internal/workerfixture"
 	"github.com/gotasks/gotasks/tasks"
+)
+
+// Shared helpers (package workerfixture).
+type syncBuffer = workerfixture.SyncBuffer
+
+var (
+	openBackend   = workerfixture.OpenBackend
+	statuses      = workerfixture.Statuses
+	waitUntil     = workerfixture.WaitUntil
+	oneLine       = workerfixture.OneLine
+	workerArgs    = workerfixture.WorkerArgs
+	enqueueSleeps = workerfixture.EnqueueSleeps
 )
 
 // The command's logic, run in-process: flags, exit codes, messages, and
 // stop requests delivered on the sig channel of Run.
-
-// syncBuffer is a bytes.Buffer safe for the worker's goroutines to write
-// while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // run runs the command with args to completion (at most 30 s).
 func run(t *testing.T, sig chan os.Signal, args ...string) (code int, stdout, stderr string) {
@@ -70,52 +60,6 @@ func runAsync(t *testing.T, sig chan os.Signal, stdout, stderr *syncBuffer, args
 			return -1
 		}
 	}
-}
-
-var seq atomic.Int64
-
-// openBackend opens (and migrates) a backend with a unique name on dsn.
-func openBackend(t *testing.T, dsn string) *database.Backend {
-	t.Helper()
-	name := fmt.Sprintf("wc%d-%s", seq.Add(1), t.Name())
-	b, err := database.Open(context.Background(), dsn, database.WithAutoMigrate(true),
-		database.WithName(name[:min(len(name), 64)]), database.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	t.Cleanup(tasks.RegisterBackend(b))
-	return b
-}
-
-func statuses(t *testing.T, b *database.Backend) map[tasks.Status]int {
-	t.Helper()
-	rs, err := b.List(context.Background(), database.Filter{Limit: 10000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := map[tasks.Status]int{}
-	for _, r := range rs {
-		m[r.Status]++
-	}
-	return m
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
-func workerArgs(b *database.Backend, dsn string, more ...string) []string {
-	return append([]string{"--database", dsn, "--backend", b.Name(), "--interval", "10ms", "--log-level", "debug"}, more...)
 }
 
 func TestHelp(t *testing.T) {
@@ -154,21 +98,6 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		if code, _, stderr := run(t, nil, args...); code != workercmd.ExitUsage {
 			t.Errorf("%q: exit %d; want %d; stderr:\n%s", args, code, workercmd.ExitUsage, stderr)
-		}
-	}
-}
-
-// oneLine checks that the command printed exactly one line, starting with
-// "dbworker" and containing want.
-func oneLine(t *testing.T, stderr string, want ...string) {
-	t.Helper()
-	lines := strings.Split(strings.TrimSpace(stderr), "\n")
-	if len(lines) != 1 || !strings.HasPrefix(lines[0], "dbworker") {
-		t.Errorf("want one line starting with dbworker; got:\n%s", stderr)
-	}
-	for _, w := range want {
-		if !strings.Contains(stderr, w) {
-			t.Errorf("message does not mention %q:\n%s", w, stderr)
 		}
 	}
 }
@@ -323,20 +252,6 @@ func TestStopsByItself(t *testing.T) {
 			t.Errorf("after --duration (-want +got):\n%s", diff)
 		}
 	})
-}
-
-// enqueueSleeps enqueues n example sleep tasks of ms milliseconds.
-func enqueueSleeps(t *testing.T, b *database.Backend, n, ms int) []*tasks.Result[int] {
-	t.Helper()
-	args := make([]int, n)
-	for i := range args {
-		args[i] = ms
-	}
-	rs, err := exampletasks.Sleep.Using(tasks.WithBackend(b.Name())).EnqueueMany(context.Background(), args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rs
 }
 
 func running(t *testing.T, b *database.Backend) int { return statuses(t, b)[tasks.StatusRunning] }
