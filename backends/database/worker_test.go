@@ -209,21 +209,6 @@ func wkRun(t *testing.T, b *database.Backend, cfg database.WorkerConfig) (*datab
 	return w, err
 }
 
-// waitUntil polls cond every few milliseconds until it holds, failing the
-// test after timeout.
-func wkWaitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
 // wait waits for r to finish (at most 10 s).
 func wkWait[R any](t *testing.T, r *tasks.Result[R]) {
 	t.Helper()
@@ -617,7 +602,7 @@ func TestWorkerRetryDefaultBackoff(t *testing.T) {
 		b := wkOpen(t, dsn)
 		r := wkEnqueue(t, wkOn(workerFailDefault, b), "x")
 		wkStart(t, b, database.WorkerConfig{PollInterval: 10 * time.Millisecond})
-		wkWaitUntil(t, 5*time.Second, "the first failure", func() bool {
+		dbtest.WaitUntil(t, 5*time.Second, "the first failure", func() bool {
 			wkRefresh(t, r)
 			return len(r.Errors) > 0 && r.Status == tasks.StatusReady
 		})
@@ -671,7 +656,7 @@ func TestWorkerRetryUntilFailed(t *testing.T) {
 			t.Errorf("Value() = %v; want ErrTaskFailed with the last message", err)
 		}
 		// Each retry was scheduled at finish time + backoff(attempt).
-		wkWaitUntil(t, 5*time.Second, "3 TaskFinished signals", func() bool {
+		dbtest.WaitUntil(t, 5*time.Second, "3 TaskFinished signals", func() bool {
 			return len(rec.resultsOf("finished", r.ID)) == 3
 		})
 		var backoffs []time.Duration
@@ -743,7 +728,7 @@ func TestWorkerRescuesVanishedWorker(t *testing.T) {
 		if diff := cmp.Diff([]string{"ghost", w.ID()}, r.WorkerIDs); diff != "" {
 			t.Errorf("worker ids (-want +got):\n%s", diff)
 		}
-		wkWaitUntil(t, 5*time.Second, "3 signals", func() bool { return len(rec.of(r.ID)) == 3 })
+		dbtest.WaitUntil(t, 5*time.Second, "3 signals", func() bool { return len(rec.of(r.ID)) == 3 })
 		want := []wkEvent{
 			{"finished", r.ID, tasks.StatusReady, 1, 1}, // the rescue
 			{"started", r.ID, tasks.StatusRunning, 2, 1},
@@ -787,7 +772,7 @@ func TestWorkerLiveTaskNotRescued(t *testing.T) {
 		other := wkOpenNamed(t, dsn, b.Name())
 		r := wkEnqueue(t, wkOn(workerSleep, b), 1000)
 		w := wkStart(t, b, wkRescueConfig)
-		wkWaitUntil(t, 5*time.Second, "the task to run", func() bool {
+		dbtest.WaitUntil(t, 5*time.Second, "the task to run", func() bool {
 			return wkGet(t, b, r.ID).Status == tasks.StatusRunning
 		})
 		// It rescues at start and every ~150-300 ms; it has nothing to claim.
@@ -821,7 +806,7 @@ func TestWorkerRepeat(t *testing.T) {
 		wkStart(t, b, database.WorkerConfig{PollInterval: 10 * time.Millisecond})
 		// The next run is inserted with the outcome of the last: when none is
 		// READY or RUNNING, the chain has ended.
-		wkWaitUntil(t, 10*time.Second, "the end of the chain", func() bool {
+		dbtest.WaitUntil(t, 10*time.Second, "the end of the chain", func() bool {
 			return wkCount(t, b, "task_name = $2 AND status IN ('READY', 'RUNNING')", workerEcho.Name()) == 0
 		})
 		list := func(name string) []*tasks.RawResult {
@@ -949,7 +934,7 @@ func TestWorkerGracefulStop(t *testing.T) {
 			waiting = append(waiting, wkEnqueue(t, wkOn(workerEcho, b, tasks.WithPriority(-1)), fmt.Sprint(i)))
 		}
 		w := wkStart(t, b, database.WorkerConfig{Concurrency: 2, PollInterval: 10 * time.Millisecond})
-		wkWaitUntil(t, 5*time.Second, "2 running tasks", func() bool {
+		dbtest.WaitUntil(t, 5*time.Second, "2 running tasks", func() bool {
 			return wkCount(t, b, "status = 'RUNNING'") == 2
 		})
 		// Let the tasks finish a little after Stop began waiting for them.
@@ -1007,7 +992,7 @@ func TestWorkerStopLeavesNothingRunning(t *testing.T) {
 		for i := range 10 {
 			w := wkStart(t, b, database.WorkerConfig{Concurrency: 1 + i%3, PollInterval: time.Millisecond})
 			target := started.Load() + int64(3+i%5)
-			wkWaitUntil(t, 5*time.Second, "tasks to start", func() bool { return started.Load() >= target })
+			dbtest.WaitUntil(t, 5*time.Second, "tasks to start", func() bool { return started.Load() >= target })
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := w.Stop(ctx)
 			cancel()
@@ -1065,7 +1050,7 @@ func TestWorkerHardStop(t *testing.T) {
 					rs = append(rs, wkEnqueue(t, wkOn(workerGate, b), key))
 				}
 				err := m.stop(t, b, func() {
-					wkWaitUntil(t, 5*time.Second, "3 running tasks", func() bool {
+					dbtest.WaitUntil(t, 5*time.Second, "3 running tasks", func() bool {
 						return wkCount(t, b, "status = 'RUNNING'") == 3
 					})
 				})
@@ -1230,7 +1215,7 @@ func TestWorkerWakeUp(t *testing.T) {
 		}
 		// The result can be read SUCCESSFUL a moment before the worker
 		// counts it.
-		wkWaitUntil(t, 5*time.Second, "4 processed tasks", func() bool { return w.Processed() == 4 })
+		dbtest.WaitUntil(t, 5*time.Second, "4 processed tasks", func() bool { return w.Processed() == 4 })
 	})
 }
 
@@ -1244,7 +1229,7 @@ func TestWorkerSignals(t *testing.T) {
 		flaky := wkEnqueue(t, wkOn(workerFlaky, b), b.Name())
 		failing := wkEnqueue(t, wkOn(workerFailFast, b, tasks.WithMaxAttempts(1)), "x")
 		wkStart(t, b, database.WorkerConfig{PollInterval: 10 * time.Millisecond})
-		wkWaitUntil(t, 5*time.Second, "6 signals", func() bool { return len(rec.of(flaky.ID))+len(rec.of(failing.ID)) == 6 })
+		dbtest.WaitUntil(t, 5*time.Second, "6 signals", func() bool { return len(rec.of(flaky.ID))+len(rec.of(failing.ID)) == 6 })
 		want := []wkEvent{
 			{"started", flaky.ID, tasks.StatusRunning, 1, 0},
 			{"finished", flaky.ID, tasks.StatusReady, 1, 1},

@@ -27,7 +27,7 @@ type syncBuffer = workerfixture.SyncBuffer
 var (
 	openBackend   = workerfixture.OpenBackend
 	statuses      = workerfixture.Statuses
-	waitUntil     = workerfixture.WaitUntil
+	waitUntil     = dbtest.WaitUntil
 	oneLine       = workerfixture.OneLine
 	workerArgs    = workerfixture.WorkerArgs
 	enqueueSleeps = workerfixture.EnqueueSleeps

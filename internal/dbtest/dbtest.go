@@ -128,3 +128,18 @@ func ForEachDialect(t *testing.T, f func(t *testing.T, dsn string)) {
 		})
 	}
 }
+
+// WaitUntil polls cond every 5 ms until it holds, failing the test after
+// timeout: the poll-with-deadline the tests use instead of sleeps.
+func WaitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}

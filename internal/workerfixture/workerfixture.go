@@ -1,7 +1,7 @@
 // Package workerfixture holds the test helpers shared by the tests of the
 // dbworker command (the in-process workercmd tests and the real-process
-// cmd/dbworker tests): a backend per test, status counts, polling with a
-// deadline, and the checks of the command's one-line errors.
+// cmd/dbworker tests): a backend per test, status counts, and the checks of
+// the command's one-line errors. Polling with a deadline is dbtest.WaitUntil.
 package workerfixture
 
 import (
@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/examples/exampletasks"
@@ -70,20 +69,6 @@ func Statuses(t *testing.T, b *database.Backend) map[tasks.Status]int {
 		m[r.Status]++
 	}
 	return m
-}
-
-// WaitUntil polls cond every 5 ms and fails the test after timeout.
-func WaitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
 }
 
 // OneLine checks that stderr is one line starting with "dbworker" that

@@ -24,7 +24,7 @@ type syncBuffer = workerfixture.SyncBuffer
 var (
 	openBackend   = workerfixture.OpenBackend
 	statuses      = workerfixture.Statuses
-	waitUntil     = workerfixture.WaitUntil
+	waitUntil     = dbtest.WaitUntil
 	oneLine       = workerfixture.OneLine
 	workerArgs    = workerfixture.WorkerArgs
 	enqueueSleeps = workerfixture.EnqueueSleeps
