@@ -321,7 +321,7 @@ RETURNING status`
 	defer cancel()
 	unlock := b.writeLock()
 	defer unlock()
-	rows, err := b.db.DB.QueryContext(sctx, q, args...)
+	rows, err := b.db.DB.QueryContext(sctx, q, b.planEach(args...)...)
 	if err != nil {
 		return 0, b.wrapErr("prune", err)
 	}

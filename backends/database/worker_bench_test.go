@@ -122,7 +122,7 @@ func BenchmarkComplete(b *testing.B) {
 					outs[i] = &outcome{rec: rec, attempt: rec.Attempts}
 				}
 				b.StartTimer()
-				done, err := be.complete(context.Background(), "bench-worker", outs)
+				done, err := be.complete(context.Background(), "bench-worker", "", outs)
 				if err != nil {
 					b.Fatal(err)
 				}
