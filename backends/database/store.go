@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -233,26 +234,101 @@ func recorded(outs []*outcome, ids map[string]bool) []*outcome {
 	return done
 }
 
-// pgComplete records outcomes given as parallel arrays and notifies result
-// waiters of finished ones (in payloads of at most 150 ids). $1 worker id.
-const pgComplete = `WITH v AS (
-	SELECT * FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
-		$8::text[], $9::int[]) AS v(vid, vattempt, vstatus, vret, vfin, vra, verr, vdec)),
-upd AS (
-	UPDATE gotasks_task t SET status = v.vstatus,
-		return_value = CASE WHEN v.vstatus = 'SUCCESSFUL' THEN v.vret::json ELSE t.return_value END,
-		finished_at = CASE WHEN v.vstatus = 'READY' THEN NULL ELSE v.vfin END,
-		run_after = CASE WHEN v.vstatus = 'READY' THEN v.vra ELSE t.run_after END,
-		errors = CASE WHEN v.verr = '' THEN t.errors ELSE t.errors || jsonb_build_array(v.verr::jsonb) END,
-		attempts = t.attempts - v.vdec,
+// pgComplete records outcomes and notifies result waiters of finished ones
+// (in payloads of at most 150 ids). $1 worker id, $2 the ids, $3 a jsonb
+// object of outcomes keyed by id (see appendPGOutcome).
+//
+// It is one relation, deliberately: the rows are found through the primary
+// key by id = ANY($2), and each row's outcome is looked up in $3 by its id.
+// Joined to a set of outcomes (unnest of arrays, as before), the planner
+// could put the task table on the outer side of a nested loop, because the
+// worker_id guard looks nearly never true to it (its statistics say
+// worker_id is NULL on almost every row), and then scan the whole batch of
+// outcomes once per row: 100–200 ms a statement for 500 outcomes, seen on a
+// table of 20,000 rows. With a single relation the only choice left is how
+// to read id = ANY($2), and the primary key wins it at every table size but
+// the tiniest.
+const pgComplete = `WITH upd AS (
+	UPDATE gotasks_task t SET status = $3::jsonb -> t.id ->> 's',
+		return_value = CASE WHEN $3::jsonb -> t.id -> 'r' IS NULL THEN t.return_value
+			ELSE ($3::jsonb -> t.id ->> 'r')::json END,
+		finished_at = ($3::jsonb -> t.id ->> 'f')::timestamptz,
+		run_after = COALESCE(($3::jsonb -> t.id ->> 'ra')::timestamptz, t.run_after),
+		errors = CASE WHEN $3::jsonb -> t.id -> 'e' IS NULL THEN t.errors
+			ELSE t.errors || jsonb_build_array($3::jsonb -> t.id -> 'e') END,
+		attempts = t.attempts - COALESCE(($3::jsonb -> t.id ->> 'd')::int, 0),
 		worker_id = NULL, heartbeat_at = NULL
-	FROM v
-	WHERE t.id = v.vid AND t.worker_id = $1::text AND t.attempts = v.vattempt
+	WHERE t.id = ANY($2::text[]) AND t.worker_id = $1::text AND t.attempts = ($3::jsonb -> t.id ->> 'a')::int
 	RETURNING t.id, t.status),
 n AS (
 	SELECT pg_notify('` + doneChannel + `', string_agg(id, ','))
 	FROM (SELECT id, (row_number() OVER ()) / 150 AS g FROM upd WHERE status <> 'READY') s GROUP BY g)
 SELECT upd.id, (SELECT count(*) FROM n) FROM upd`
+
+// appendPGOutcome appends one member of pgComplete's $3 object:
+// "id":{"a":attempt,"s":status,"r":return value as a JSON string (when
+// SUCCESSFUL),"f":finished_at (unless READY),"ra":run_after (when READY),
+// "e":the new error (an object),"d":1 (an attempt handed back)}. The return
+// value goes in as a string so that the json column keeps its text as the
+// task produced it.
+func appendPGOutcome(buf []byte, id string, attempt int, status tasks.Status, ret []byte, fin, ra time.Time, errJSON string, dec bool) []byte {
+	buf = appendJSONString(buf, id)
+	buf = append(buf, `:{"a":`...)
+	buf = strconv.AppendInt(buf, int64(attempt), 10)
+	buf = append(buf, `,"s":`...)
+	buf = appendJSONString(buf, string(status))
+	if status == tasks.StatusSuccessful && len(ret) > 0 {
+		buf = append(buf, `,"r":`...)
+		buf = appendJSONString(buf, string(ret))
+	}
+	if status == tasks.StatusReady {
+		buf = append(buf, `,"ra":"`...)
+		buf = ra.UTC().AppendFormat(buf, time.RFC3339Nano)
+	} else {
+		buf = append(buf, `,"f":"`...)
+		buf = fin.UTC().AppendFormat(buf, time.RFC3339Nano)
+	}
+	buf = append(buf, '"')
+	if errJSON != "" {
+		buf = append(buf, `,"e":`...)
+		buf = append(buf, errJSON...)
+	}
+	if dec {
+		buf = append(buf, `,"d":1`...)
+	}
+	return append(buf, '}')
+}
+
+// appendJSONString appends s as a JSON string. s is valid UTF-8 (it comes
+// from the database or from encoding/json); control characters, quotes and
+// backslashes are escaped.
+func appendJSONString(buf []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		buf = append(buf, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			buf = append(buf, '\\', c)
+		case '\n':
+			buf = append(buf, '\\', 'n')
+		case '\t':
+			buf = append(buf, '\\', 't')
+		case '\r':
+			buf = append(buf, '\\', 'r')
+		default:
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}
 
 // sqliteComplete records outcomes given as a JSON array of
 // [id, attempt, status, return value, finished_at, run_after, error, dec]
@@ -311,7 +387,17 @@ func (b *Backend) completeStmt(ctx context.Context, q querier, workerID, planTag
 		err error
 	)
 	if b.dialect == Postgres {
-		rows, err = q.QueryContext(ctx, pgComplete+planTag, workerID, ids, attempts, statuses, rets, fins, ras, errs, decs)
+		buf := make([]byte, 0, 2+n*192)
+		buf = append(buf, '{')
+		for i := range outs {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendPGOutcome(buf, ids[i], int(attempts[i]), tasks.Status(statuses[i]), outs[i].rec.ReturnValue,
+				fins[i], ras[i], errs[i], decs[i] != 0)
+		}
+		buf = append(buf, '}')
+		rows, err = q.QueryContext(ctx, pgComplete+planTag, workerID, ids, string(buf))
 	} else {
 		d := b.dialect
 		vals := make([][]any, n)

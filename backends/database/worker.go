@@ -274,11 +274,13 @@ func NewWorker(b *Backend, cfg WorkerConfig) (*Worker, error) {
 	}
 	w := &Worker{
 		b: b, cfg: cfg, log: cfg.Logger.With("worker_id", cfg.WorkerID, "backend", b.Name()),
-		query:      b.claimQuery(cfg.Queues, cfg.ExcludeQueues),
-		stopClaim:  make(chan struct{}),
-		slots:      make(chan struct{}, cfg.Concurrency),
-		slotFreed:  make(chan struct{}, 1),
-		outcomes:   make(chan *outcome, cfg.Concurrency),
+		query:     b.claimQuery(cfg.Queues, cfg.ExcludeQueues),
+		stopClaim: make(chan struct{}),
+		slots:     make(chan struct{}, cfg.Concurrency),
+		slotFreed: make(chan struct{}, 1),
+		// Room for every claimed task's outcome (the backlog bound), so a
+		// finished task's goroutine never waits for the completer.
+		outcomes:   make(chan *outcome, cfg.Concurrency+cfg.recordBacklog()),
 		flush:      make(chan struct{}),
 		abandon:    make(chan struct{}),
 		loopsDone:  make(chan struct{}),

@@ -1,6 +1,7 @@
 package database
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -27,5 +28,19 @@ func TestPlanGeneration(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("planGeneration (-want +got):\n%s", diff)
+	}
+}
+
+// appendJSONString writes what encoding/json reads back as the same string.
+func TestAppendJSONString(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "abc", `"quoted" \ back`, "ctl \x00\x01\x1f\n\r\t", "ü € 😀", `\u0041`} {
+		var got string
+		if err := json.Unmarshal(appendJSONString(nil, s), &got); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		if diff := cmp.Diff(s, got); diff != "" {
+			t.Errorf("round trip (-want +got):\n%s", diff)
+		}
 	}
 }

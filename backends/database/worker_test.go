@@ -2,6 +2,7 @@ package database_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -1248,6 +1249,43 @@ func TestWorkerSignals(t *testing.T) {
 		}
 		if fs := rec.resultsOf("finished", flaky.ID); len(fs) == 2 && string(fs[1].ReturnValue) != fmt.Sprintf("%q", b.Name()) {
 			t.Errorf("TaskFinished return value %s", fs[1].ReturnValue)
+		}
+	})
+}
+
+// TestWorkerReturnValueVerbatim: the stored return value is the text the task
+// produced, byte for byte (key order, escapes, non-ASCII, a NUL escape), and
+// decodes to the value returned.
+func TestWorkerReturnValueVerbatim(t *testing.T) {
+	t.Parallel()
+	tricky := []string{
+		`plain`,
+		`quote " backslash \ slash / tab	 newline
+ end`,
+		"nul \x00 and bell \a",
+		`unicode ü € 😀 and an escape \u0041`,
+		`{"looks": "like json"}`,
+	}
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		b := wkOpen(t, dsn)
+		wkStart(t, b, database.WorkerConfig{PollInterval: 10 * time.Millisecond})
+		var rs []*tasks.Result[string]
+		for _, s := range tricky {
+			rs = append(rs, wkEnqueue(t, wkOn(workerEcho, b), s))
+		}
+		for i, r := range rs {
+			wkWait(t, r)
+			got, err := r.Value()
+			if err != nil {
+				t.Fatalf("%q: Value: %v", tricky[i], err)
+			}
+			if diff := cmp.Diff(tricky[i], got); diff != "" {
+				t.Errorf("return value (-want +got):\n%s", diff)
+			}
+			want, _ := json.Marshal(tricky[i])
+			if diff := cmp.Diff(string(want), string(wkGet(t, b, r.ID).ReturnValue)); diff != "" {
+				t.Errorf("stored return value text (-want +got):\n%s", diff)
+			}
 		}
 	})
 }
