@@ -261,21 +261,20 @@ func (b *Backend) writeLock() func() {
 }
 
 // planEach returns a statement's arguments so that PostgreSQL plans it for
-// these arguments on each execution instead of once per connection. pgx
-// prepares and caches statements; after five executions PostgreSQL may
+// these arguments on each execution instead of once per connection: pgx
+// prepares and caches statements, and after five executions PostgreSQL may
 // switch a prepared statement to a generic plan and keep it for the
-// connection's life. A worker's statements are first planned when the task
-// table is empty or small, and a generic plan made then (a sequential scan
-// joined to the batch) stays after the table has grown: completions were
-// seen taking 60–200 ms each on 50,000 rows, a worker stuck at a quarter of
-// its speed. The hot statements are batches, so planning each time costs a
-// few microseconds per task. pgx's describe-cached mode still takes one
-// round trip. Other drivers get the arguments unchanged.
+// connection's life, though the table has grown since (see Worker.planTag).
+// For the rare statements (heartbeat, rescue, prune batches) planning each
+// time costs nothing that matters. pgx's exec mode (an unnamed statement,
+// parameter types from the Go values) is still one round trip and needs no
+// statement or description cache, so it also works where those are turned
+// off (PgBouncer setups). Other drivers get the arguments unchanged.
 func (b *Backend) planEach(args ...any) []any {
 	if !b.pgx {
 		return args
 	}
-	return append([]any{pgx.QueryExecModeCacheDescribe}, args...)
+	return append([]any{pgx.QueryExecModeExec}, args...)
 }
 
 // wrapErr turns driver errors into the package's sentinel errors where it
