@@ -270,7 +270,8 @@ SELECT upd.id, (SELECT count(*) FROM n) FROM upd`
 // SUCCESSFUL),"f":finished_at (unless READY),"ra":run_after (when READY),
 // "e":the new error (an object),"d":1 (an attempt handed back)}. The return
 // value goes in as a string so that the json column keeps its text as the
-// task produced it.
+// task produced it. Times are truncated to microseconds, as pgx does for a
+// timestamptz parameter (PostgreSQL would round the text form).
 func appendPGOutcome(buf []byte, id string, attempt int, status tasks.Status, ret []byte, fin, ra time.Time, errJSON string, dec bool) []byte {
 	buf = appendJSONString(buf, id)
 	buf = append(buf, `:{"a":`...)
@@ -283,10 +284,10 @@ func appendPGOutcome(buf []byte, id string, attempt int, status tasks.Status, re
 	}
 	if status == tasks.StatusReady {
 		buf = append(buf, `,"ra":"`...)
-		buf = ra.UTC().AppendFormat(buf, time.RFC3339Nano)
+		buf = ra.UTC().Truncate(time.Microsecond).AppendFormat(buf, time.RFC3339Nano)
 	} else {
 		buf = append(buf, `,"f":"`...)
-		buf = fin.UTC().AppendFormat(buf, time.RFC3339Nano)
+		buf = fin.UTC().Truncate(time.Microsecond).AppendFormat(buf, time.RFC3339Nano)
 	}
 	buf = append(buf, '"')
 	if errJSON != "" {
