@@ -227,10 +227,24 @@ func (b *Backend) Check(ctx context.Context) error {
 func (b *Backend) ping(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := b.db.PingContext(pctx); err != nil {
+	for {
+		err := b.db.PingContext(pctx)
+		if err == nil {
+			return nil
+		}
+		// A new SQLite connection switches the file to WAL. When several
+		// processes open a fresh file at once, that switch can fail with
+		// SQLITE_BUSY at once, without waiting for busy_timeout (seen in
+		// TestMigrateConcurrentProcesses): wait a little and connect again.
+		if b.dialect == SQLite && strings.Contains(err.Error(), "SQLITE_BUSY") && pctx.Err() == nil {
+			select {
+			case <-pctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
+		}
 		return fmt.Errorf("%w: %s database: %s", ErrUnreachable, b.dialect, oneLine(err.Error()))
 	}
-	return nil
 }
 
 // oneLine joins the lines of a driver's multi-line message (pgx lists one
