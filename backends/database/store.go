@@ -354,29 +354,51 @@ RETURNING gotasks_task.id, 0`
 
 func (b *Backend) completeStmt(ctx context.Context, q querier, workerID, planTag string, outs []*outcome) (map[string]bool, error) {
 	n := len(outs)
-	ids, statuses, rets, errs := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	attempts, decs := make([]int32, n), make([]int32, n)
-	fins, ras := make([]time.Time, n), make([]time.Time, n)
+	ids := make([]string, n)
+	var pgBuf []byte       // PostgreSQL: the jsonb object of outcomes by id
+	var sqliteVals [][]any // SQLite: the JSON array of outcomes
+	if b.dialect == Postgres {
+		pgBuf = append(make([]byte, 0, 2+n*192), '{')
+	} else {
+		sqliteVals = make([][]any, n)
+	}
 	for i, o := range outs {
 		r := o.rec
-		ids[i], statuses[i], attempts[i] = r.ID, string(r.Status), int32(o.attempt)
-		rets[i] = string(r.ReturnValue)
-		if r.FinishedAt != nil {
-			fins[i] = *r.FinishedAt
-		} else {
-			fins[i] = time.Time{}.UTC()
-		}
-		ras[i] = r.RunAfter
+		ids[i] = r.ID
+		var errJSON string
 		if o.newErr != nil {
 			j, err := json.Marshal(storableError(o.newErr))
 			if err != nil {
 				return nil, fmt.Errorf("gotasks complete: encode error: %w", err)
 			}
-			errs[i] = string(j)
+			errJSON = string(j)
 		}
+		fin := time.Time{}.UTC()
+		if r.FinishedAt != nil {
+			fin = *r.FinishedAt
+		}
+		if b.dialect == Postgres {
+			if i > 0 {
+				pgBuf = append(pgBuf, ',')
+			}
+			pgBuf = appendPGOutcome(pgBuf, r.ID, o.attempt, r.Status, r.ReturnValue, fin, r.RunAfter, errJSON, o.handBack)
+			continue
+		}
+		var finArg, ret, e any
+		if r.Status != tasks.StatusReady {
+			finArg = b.dialect.ts(fin)
+		}
+		if r.Status == tasks.StatusSuccessful {
+			ret = string(r.ReturnValue)
+		}
+		if errJSON != "" {
+			e = errJSON
+		}
+		dec := 0
 		if o.handBack {
-			decs[i] = 1
+			dec = 1
 		}
+		sqliteVals[i] = []any{r.ID, o.attempt, string(r.Status), ret, finArg, b.dialect.ts(r.RunAfter), e, dec}
 	}
 	var (
 		rows interface {
@@ -388,36 +410,12 @@ func (b *Backend) completeStmt(ctx context.Context, q querier, workerID, planTag
 		err error
 	)
 	if b.dialect == Postgres {
-		buf := make([]byte, 0, 2+n*192)
-		buf = append(buf, '{')
-		for i := range outs {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = appendPGOutcome(buf, ids[i], int(attempts[i]), tasks.Status(statuses[i]), outs[i].rec.ReturnValue,
-				fins[i], ras[i], errs[i], decs[i] != 0)
-		}
-		buf = append(buf, '}')
-		rows, err = q.QueryContext(ctx, pgComplete+planTag, workerID, ids, string(buf))
+		pgBuf = append(pgBuf, '}')
+		rows, err = q.QueryContext(ctx, pgComplete+planTag, workerID, ids, string(pgBuf))
 	} else {
-		d := b.dialect
-		vals := make([][]any, n)
-		for i := range outs {
-			var fin, ret, e any
-			if statuses[i] != string(tasks.StatusReady) {
-				fin = d.ts(fins[i])
-			}
-			if statuses[i] == string(tasks.StatusSuccessful) {
-				ret = rets[i]
-			}
-			if errs[i] != "" {
-				e = errs[i]
-			}
-			vals[i] = []any{ids[i], attempts[i], statuses[i], ret, fin, d.ts(ras[i]), e, decs[i]}
-		}
-		payload, err := json.Marshal(vals)
-		if err != nil {
-			return nil, fmt.Errorf("gotasks complete: encode outcomes: %w", err)
+		payload, merr := json.Marshal(sqliteVals)
+		if merr != nil {
+			return nil, fmt.Errorf("gotasks complete: encode outcomes: %w", merr)
 		}
 		rows, err = b.sq(q).QueryContext(ctx, sqliteComplete, workerID, string(payload))
 	}
