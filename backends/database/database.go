@@ -62,8 +62,9 @@ type Backend struct {
 	// SQLite's busy handler. Other processes are handled by busy_timeout.
 	writeMu sync.Mutex
 
-	hub   *hub // in-process wake-ups and result waiters; PostgreSQL listener
-	pgx   bool // PostgreSQL through the pgx stdlib driver: LISTEN and COPY available
+	hub   *hub       // in-process wake-ups and result waiters; PostgreSQL listener
+	order startOrder // TaskStarted after the signals that precede it
+	pgx   bool       // PostgreSQL through the pgx stdlib driver: LISTEN and COPY available
 	stmts stmtCache
 
 	closeOnce sync.Once

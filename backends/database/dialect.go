@@ -160,7 +160,7 @@ func scanRow(s scanner) (_ *row, corrupt, err error) {
 	r.Timeout = time.Duration(timeoutMS) * time.Millisecond
 	r.Repeat = time.Duration(repeatMS) * time.Millisecond
 	if len(workerIDs) > 0 {
-		if err := json.Unmarshal(workerIDs, &r.WorkerIDs); err != nil {
+		if err := decodeStrings(workerIDs, &r.WorkerIDs); err != nil {
 			r.WorkerIDs = nil
 			corrupt = fmt.Errorf("gotasks: result %s: corrupt worker_ids: %w", r.ID, err)
 		}
@@ -183,6 +183,72 @@ func scanRow(s scanner) (_ *row, corrupt, err error) {
 		r.ReturnValue = retJSON
 	}
 	return &r, corrupt, nil
+}
+
+// decodeStrings decodes a JSON array of strings into *out, as
+// json.Unmarshal does. Every claimed row has one (worker_ids), so the
+// common case, printable ASCII strings without escapes (worker ids are
+// host:pid:random), is split by hand; anything else goes to encoding/json.
+func decodeStrings(b []byte, out *[]string) error {
+	if ss, ok := splitSimpleStrings(b); ok {
+		*out = ss
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}
+
+// splitSimpleStrings parses b as ["…","…",…] with optional JSON whitespace
+// between tokens, each string printable ASCII without a backslash. ok is
+// false for anything else.
+func splitSimpleStrings(b []byte) (ss []string, ok bool) {
+	i := 0
+	skip := func() {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+	}
+	skip()
+	if i == len(b) || b[i] != '[' {
+		return nil, false
+	}
+	i++
+	skip()
+	if i < len(b) && b[i] == ']' {
+		i++
+		skip()
+		return []string{}, i == len(b)
+	}
+	for {
+		if i == len(b) || b[i] != '"' {
+			return nil, false
+		}
+		start := i + 1
+		for i = start; i < len(b) && b[i] != '"'; i++ {
+			if c := b[i]; c < 0x20 || c >= 0x7f || c == '\\' {
+				return nil, false
+			}
+		}
+		if i == len(b) {
+			return nil, false
+		}
+		ss = append(ss, string(b[start:i]))
+		i++
+		skip()
+		if i == len(b) {
+			return nil, false
+		}
+		switch b[i] {
+		case ',':
+			i++
+			skip()
+		case ']':
+			i++
+			skip()
+			return ss, i == len(b)
+		default:
+			return nil, false
+		}
+	}
 }
 
 // placeholders returns "($k+1, …, $k+n)" for a VALUES row.

@@ -488,6 +488,59 @@ func (b *Backend) heartbeat(ctx context.Context, workerID string, ids []string) 
 	return b.wrapErr("heartbeat", err)
 }
 
+// release hands back tasks that workerID claimed but never started (claimed
+// ahead, see aheadEstimator): READY again with the attempt not counted, as
+// far as possible as if never claimed — the worker leaves worker_ids, and
+// started_at is cleared when this claim set it. last_attempted_at keeps the
+// claim's time. Other workers are woken (LISTEN/NOTIFY on PostgreSQL). It
+// returns how many were released.
+func (b *Backend) release(ctx context.Context, workerID string, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	unlock := b.writeLock()
+	n, err := b.releaseStmt(ctx, workerID, ids)
+	unlock()
+	if err != nil {
+		return 0, b.wrapErr("release", err)
+	}
+	if n > 0 {
+		b.hub.wake()
+	}
+	return int(n), nil
+}
+
+func (b *Backend) releaseStmt(ctx context.Context, workerID string, ids []string) (int64, error) {
+	var n int64
+	if b.dialect == Postgres {
+		const q = `WITH r AS (
+	UPDATE gotasks_task SET status = 'READY', attempts = attempts - 1,
+		started_at = CASE WHEN started_at = last_attempted_at THEN NULL ELSE started_at END,
+		worker_ids = worker_ids - (-1), worker_id = NULL, heartbeat_at = NULL
+	WHERE id = ANY($1::text[]) AND worker_id = $2 AND status = 'RUNNING'
+	RETURNING 1),
+n AS (SELECT pg_notify('` + wakeChannel + `', $3::text) FROM r LIMIT 1)
+SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM n)`
+		var notified int64
+		err := b.sq(b.db.DB).QueryRowContext(ctx, q, b.planEach(ids, workerID, b.Name())...).Scan(&n, &notified)
+		return n, err
+	}
+	const q = `UPDATE gotasks_task SET status = 'READY', attempts = attempts - 1,
+	started_at = CASE WHEN started_at = last_attempted_at THEN NULL ELSE started_at END,
+	worker_ids = CASE WHEN json_valid(worker_ids) THEN json_remove(worker_ids, '$[#-1]') ELSE worker_ids END,
+	worker_id = NULL, heartbeat_at = NULL
+WHERE id IN (SELECT value FROM json_each($1)) AND worker_id = $2 AND status = 'RUNNING'`
+	j, err := json.Marshal(ids)
+	if err != nil {
+		return 0, err
+	}
+	res, err := b.sq(b.db.DB).ExecContext(ctx, q, string(j), workerID)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // WorkerLostType is the TaskError type recorded for a task whose worker
 // stopped heartbeating or overran the maximum run time.
 const WorkerLostType = "database.WorkerLost"

@@ -58,9 +58,84 @@ const maxRecordBatch = 500
 // claiming: room for one completion statement in flight and a full batch
 // gathering behind it, so the claim → run → record pipeline never waits on
 // the completer's round trip and commit. The wait is bounded (memory stays
-// flat); it only holds outcomes of tasks that already ran, never tasks
-// claimed ahead of free slots.
+// flat); it only holds outcomes of tasks that already ran.
 func (c WorkerConfig) recordBacklog() int { return max(c.Concurrency, 2*maxRecordBatch) }
+
+// Claiming ahead. A claim takes a round trip and a statement's work (a few
+// milliseconds); with short tasks, the slots it was sized for are long free
+// again when it returns, and a worker that claims only free slots runs each
+// batch in lockstep with its claim. So the fetcher also claims for the
+// running tasks expected to finish while the claim is in flight: the recent
+// rate at which slots are freed times the recent claim latency (Little's
+// law), at most the running tasks. For tasks that run longer than a claim
+// takes, that is zero: nothing is taken ahead of free slots. A task claimed
+// ahead waits in the fetcher for a slot; if none frees within aheadWait
+// (the prediction was wrong: the running tasks turned out long), or the
+// worker stops, the tasks still waiting are released: READY again, as if
+// never claimed.
+type aheadEstimator struct {
+	last     time.Time
+	freed    int64   // slots freed counter at last
+	rate     float64 // slots freed per second (moving average)
+	latency  float64 // claim latency in seconds (moving average)
+	rated    bool    // rate holds a sample
+	observed bool    // latency holds a sample
+}
+
+// minAheadWait and maxAheadWait bound how long a task claimed ahead waits
+// for a slot before it is released (ten recent claim latencies in between).
+const (
+	minAheadWait = 50 * time.Millisecond
+	maxAheadWait = time.Second
+)
+
+// sample updates the freeing rate from the slots freed so far (freed, a
+// counter) at t.
+func (e *aheadEstimator) sample(t time.Time, freed int64) {
+	if e.last.IsZero() {
+		e.last, e.freed = t, freed
+		return
+	}
+	dt := t.Sub(e.last).Seconds()
+	if dt <= 0 {
+		return
+	}
+	inst := float64(freed-e.freed) / dt
+	e.last, e.freed = t, freed
+	if !e.rated {
+		e.rate, e.rated = inst, true
+		return
+	}
+	// A long gap (an idle worker) replaces the estimate rather than
+	// averaging into it.
+	wgt := min(1, 0.25+dt/0.1)
+	e.rate += wgt * (inst - e.rate)
+}
+
+// claimed records the latency of one claim statement.
+func (e *aheadEstimator) claimed(d time.Duration) {
+	if !e.observed {
+		e.latency, e.observed = d.Seconds(), true
+		return
+	}
+	e.latency += 0.2 * (d.Seconds() - e.latency)
+}
+
+// ahead returns how many of the running tasks are expected to finish during
+// the next claim.
+func (e *aheadEstimator) ahead(running int) int {
+	return min(running, int(e.rate*e.latency))
+}
+
+// missed is told that tasks claimed ahead found no slot in time: the
+// running tasks are longer than the rate said. Claim nothing ahead until
+// slots are seen freeing again.
+func (e *aheadEstimator) missed() { e.rate = 0 }
+
+// wait is how long a task claimed ahead may wait for a slot.
+func (e *aheadEstimator) wait() time.Duration {
+	return min(maxAheadWait, max(minAheadWait, time.Duration(10*e.latency*float64(time.Second))))
+}
 
 // Plan generations. pgx prepares the claim and completion statements once
 // per connection, and after five executions PostgreSQL may switch them to a
@@ -256,7 +331,8 @@ type Worker struct {
 	done       chan struct{} // closed when fully stopped
 	stopErr    error
 
-	claimed   atomic.Int64
+	claimed   atomic.Int64 // tasks claimed and not released (started or waiting for a slot)
+	freed     atomic.Int64 // slots freed (tasks that finished running)
 	processed atomic.Int64
 	claims    atomic.Int64 // claim statements that returned rows
 	inflight  sync.Map     // ids claimed and not yet recorded, for heartbeats
@@ -264,6 +340,11 @@ type Worker struct {
 	reason    atomic.Value // string: why the worker stopped by itself
 	selfStop  chan struct{}
 	selfOnce  sync.Once
+
+	// unreleased: ids claimed ahead whose release failed, to try again
+	// from releaseRetryAt on (both owned by the fetcher goroutine).
+	unreleased     []string
+	releaseRetryAt time.Time
 }
 
 // NewWorker returns a worker for b. Invalid settings are an error wrapping
@@ -339,7 +420,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	// Tasks still RUNNING under this worker id belong to an earlier process
 	// that used the same id: rescue them before claiming anything.
-	if orphans, err := w.b.rescue(ctx, w.cfg.WorkerID, time.Time{}, time.Time{}, w.cfg.WorkerID); err != nil {
+	if orphans, err := w.rescue(ctx, time.Time{}, time.Time{}, w.cfg.WorkerID); err != nil {
 		close(w.done)
 		return err
 	} else if len(orphans) > 0 {
@@ -491,16 +572,24 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 	errDelay := 100 * time.Millisecond
 	var gatherUntil time.Time
 	var claimPlan planTagger
+	var est aheadEstimator
+	defer w.retryRelease(ctx, true)
 	for {
 		select {
 		case <-w.stopClaim:
 			return
 		default:
 		}
+		w.retryRelease(ctx, false)
 		// Bounded backlog: at most Concurrency tasks run, and at most
 		// recordBacklog more have finished but wait for their outcome to be
-		// recorded (so claiming and running overlap recording).
-		free := min(w.cfg.Concurrency-len(w.slots), int(int64(w.cfg.Concurrency+w.cfg.recordBacklog())-w.pending()))
+		// recorded (so claiming and running overlap recording). Free
+		// capacity counts the running tasks expected to finish during the
+		// claim (see aheadEstimator).
+		est.sample(time.Now(), w.freed.Load())
+		running := len(w.slots)
+		free := min(w.cfg.Concurrency-running+est.ahead(running),
+			int(int64(w.cfg.Concurrency+w.cfg.recordBacklog())-w.pending()))
 		if free <= 0 {
 			select {
 			case <-w.stopClaim:
@@ -551,6 +640,7 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 		// database ran it, its tasks would stay RUNNING, unknown to this
 		// worker, until rescued. Stop waits for it instead (bounded).
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+		claimStart := time.Now()
 		rows, err := w.b.claim(cctx, w.query+w.planTag(&claimPlan), limit, w.cfg.WorkerID, w.cfg.Queues, w.cfg.ExcludeQueues)
 		cancel()
 		if err != nil {
@@ -569,13 +659,10 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 		errDelay = 100 * time.Millisecond
 		if len(rows) > 0 {
 			w.claims.Add(1)
+			est.claimed(time.Since(claimStart))
 		}
-		for _, r := range rows {
-			w.inflight.Store(r.ID, struct{}{})
-			w.slots <- struct{}{}
-			w.claimed.Add(1)
-			w.running.Add(1)
-			go w.runTask(r)
+		if !w.startClaimed(ctx, rows, &est) {
+			return
 		}
 		if len(rows) == limit {
 			continue // maybe more due
@@ -605,6 +692,106 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 	}
 }
 
+// startClaimed starts the claimed rows in claim order, each as a slot
+// frees. Rows still waiting for a slot when the worker stops claiming, or
+// after est.wait(), are released; in the second case est was wrong and
+// starts over. It returns false when it released rows because the worker
+// stops claiming.
+func (w *Worker) startClaimed(ctx context.Context, rows []*row, est *aheadEstimator) bool {
+	for _, r := range rows {
+		w.inflight.Store(r.ID, struct{}{}) // under the heartbeat from now
+	}
+	w.claimed.Add(int64(len(rows)))
+	var deadline *time.Timer
+	defer func() {
+		if deadline != nil {
+			deadline.Stop()
+		}
+	}()
+	for i, r := range rows {
+		// A row with a free slot starts even if the worker is stopping
+		// meanwhile: it was claimed for that slot. Only rows claimed ahead
+		// wait, and those are released at a stop.
+		select {
+		case w.slots <- struct{}{}:
+		default:
+			if deadline == nil {
+				deadline = time.NewTimer(est.wait())
+			}
+			select {
+			case <-w.stopClaim:
+				w.release(ctx, rows[i:], "the worker is stopping")
+				return false
+			case <-deadline.C:
+				w.release(ctx, rows[i:], "no slot freed in time")
+				est.missed()
+				return true
+			case w.slots <- struct{}{}:
+			}
+		}
+		w.running.Add(1)
+		go w.runTask(r)
+	}
+	return true
+}
+
+// release hands claimed tasks that never started back to the queue (see
+// Backend.release). If that fails (the database is away), the tasks stay
+// RUNNING under this worker, still under its heartbeat, and the fetcher
+// tries again before its next claim (retryRelease) and when it exits; if
+// the last try fails too, they are rescued after RescueAfter (by another
+// worker, or by the next one started with this worker id).
+func (w *Worker) release(ctx context.Context, rows []*row, why string) {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	w.releaseIDs(ctx, ids, why)
+}
+
+func (w *Worker) releaseIDs(ctx context.Context, ids []string, why string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	n, err := w.b.release(rctx, w.cfg.WorkerID, ids)
+	if err != nil {
+		w.unreleased = append(w.unreleased, ids...)
+		w.releaseRetryAt = time.Now().Add(time.Second)
+		w.log.Error("gotasks: releasing tasks claimed ahead failed; will try again",
+			"tasks", len(ids), "why", why, "err", err)
+		return
+	}
+	for _, id := range ids {
+		w.inflight.Delete(id)
+	}
+	w.claimed.Add(-int64(len(ids)))
+	w.log.Debug("gotasks: released tasks claimed ahead", "tasks", n, "why", why)
+	select {
+	case w.slotFreed <- struct{}{}: // the backlog shrank
+	default:
+	}
+}
+
+// retryRelease tries again, at most once a second, to release the tasks
+// whose release failed. When final (the fetcher exits), it tries at once,
+// and tasks it cannot release are given up to rescue.
+func (w *Worker) retryRelease(ctx context.Context, final bool) {
+	if len(w.unreleased) == 0 || !final && time.Now().Before(w.releaseRetryAt) {
+		return
+	}
+	ids := w.unreleased
+	w.unreleased = nil
+	w.releaseIDs(ctx, ids, "retry")
+	if final && len(w.unreleased) > 0 {
+		w.log.Error("gotasks: gave up releasing tasks claimed ahead at shutdown; they stay RUNNING until rescued",
+			"tasks", len(w.unreleased))
+		for _, id := range w.unreleased {
+			w.inflight.Delete(id)
+		}
+		w.claimed.Add(-int64(len(w.unreleased)))
+		w.unreleased = nil
+	}
+}
+
 func (w *Worker) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -618,6 +805,7 @@ func (w *Worker) sleep(d time.Duration) bool {
 
 func (w *Worker) releaseSlot() {
 	<-w.slots
+	w.freed.Add(1)
 	select {
 	case w.slotFreed <- struct{}{}:
 	default:
@@ -629,6 +817,8 @@ func (w *Worker) runTask(r *row) {
 	defer w.running.Done()
 	rec := &r.RawResult // this goroutine owns the claimed row
 	attempt := rec.Attempts
+	// The signals of the previous attempt (or of the rescue) go first.
+	w.b.order.await(w.taskCtx, r)
 	signals.TaskStarted.Send(w.taskCtx, w.b.Name(), rec) // receivers get copies
 
 	run := *rec // Execute only reads it
@@ -760,6 +950,9 @@ func (w *Worker) completeLoop() {
 }
 
 func (w *Worker) record(batch []*outcome) {
+	if release := w.holdStarts(batch); release != nil {
+		defer release()
+	}
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -787,6 +980,24 @@ func (w *Worker) record(batch []*outcome) {
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// holdStarts holds the starts of the rows that recording batch makes
+// claimable (see startOrder); release is nil when there are none.
+func (w *Worker) holdStarts(batch []*outcome) (release func()) {
+	var ids []string
+	for _, o := range batch {
+		if o.rec.Status == tasks.StatusReady && !o.handBack {
+			ids = append(ids, o.rec.ID) // a retry
+		}
+		if o.next != nil {
+			ids = append(ids, o.next.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return w.b.order.hold(ids)
 }
 
 func (w *Worker) afterRecord(batch, done []*outcome) {
@@ -855,31 +1066,45 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 	}
 }
 
+// rescue rescues the tasks of vanished workers (see Backend.rescue), sends
+// TaskFinished for each, and wakes the workers and result waiters.
+func (w *Worker) rescue(ctx context.Context, hb, run time.Time, orphansOf string) ([]*row, error) {
+	release := w.b.order.holdRescue()
+	defer release()
+	rows, err := w.b.rescue(ctx, w.cfg.WorkerID, hb, run, orphansOf)
+	if err != nil {
+		return nil, err
+	}
+	var finished []string
+	for _, r := range rows {
+		signals.TaskFinished.Send(ctx, w.b.Name(), &r.RawResult)
+		if r.Status.Finished() {
+			finished = append(finished, r.ID)
+		}
+	}
+	if len(rows) > 0 {
+		w.b.hub.finished(finished...)
+		w.b.hub.wake()
+	}
+	return rows, nil
+}
+
 // rescueLoop rescues tasks of vanished workers, at start-up and then every
 // RescueAfter/2 (with jitter so that many workers spread out).
 func (w *Worker) rescueLoop(ctx context.Context) {
 	for {
 		hb := now().Add(-w.cfg.RescueAfter)
 		run := now().Add(-w.cfg.MaxRunTime - w.cfg.RescueAfter)
-		rows, err := w.b.rescue(ctx, w.cfg.WorkerID, hb, run, "")
+		rows, err := w.rescue(ctx, hb, run, "")
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			w.log.Warn("gotasks: rescue failed", "err", err)
 		}
-		var finished []string
 		for _, r := range rows {
 			w.log.Warn("gotasks: rescued task of a vanished worker", "task", r.TaskName, "id", r.ID,
 				"status", r.Status, "attempts", r.Attempts)
-			signals.TaskFinished.Send(ctx, w.b.Name(), &r.RawResult)
-			if r.Status.Finished() {
-				finished = append(finished, r.ID)
-			}
-		}
-		if len(rows) > 0 {
-			w.b.hub.finished(finished...)
-			w.b.hub.wake()
 		}
 		var jb [1]byte
 		_, _ = rand.Read(jb[:])

@@ -23,8 +23,9 @@ func WorkerTestListenerConnected(b *Backend) <-chan struct{} { return b.hub.conn
 
 const wbBatch = 100
 
-// wbBackend opens a migrated backend on a fresh database of dialect.
-func wbBackend(b *testing.B, dialect string) *Backend {
+// wbBackend opens a migrated backend on a fresh database of dialect (also
+// used by the worker's internal tests).
+func wbBackend(b testing.TB, dialect string) *Backend {
 	b.Helper()
 	be, err := Open(context.Background(), dbtest.DSN(b, dialect), WithAutoMigrate(true),
 		WithName("bench"), WithLogger(slog.New(slog.DiscardHandler)))

@@ -1,11 +1,16 @@
 package database
 
 import (
+	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/gotasks/gotasks/internal/dbtest"
+	"github.com/gotasks/gotasks/tasks"
 )
 
 // The claim and completion statements are planned afresh as the worker's
@@ -42,5 +47,246 @@ func TestAppendJSONString(t *testing.T) {
 		if diff := cmp.Diff(s, got); diff != "" {
 			t.Errorf("round trip (-want +got):\n%s", diff)
 		}
+	}
+}
+
+// Claiming ahead: the fetcher claims for the running tasks expected to
+// finish during the claim, and nothing ahead of free slots for tasks that
+// run longer than a claim takes.
+func TestAheadEstimator(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1_800_000_000, 0)
+	type step struct {
+		at    time.Duration // since t0
+		freed int64         // slots freed so far
+	}
+	cases := []struct {
+		name    string
+		steps   []step
+		latency time.Duration
+		running int
+		want    int
+	}{
+		// 20,000 slots freed a second, claims of 4 ms: 80 finish during a
+		// claim, but only 60 are running.
+		{"short tasks", []step{{0, 0}, {5 * time.Millisecond, 100}, {10 * time.Millisecond, 200}}, 4 * time.Millisecond, 60, 60},
+		{"short tasks, more running", []step{{0, 0}, {5 * time.Millisecond, 100}, {10 * time.Millisecond, 200}}, 4 * time.Millisecond, 100, 80},
+		// 100 tasks of one second each: 100 freed a second, 0.4 during a claim.
+		{"long tasks", []step{{0, 0}, {time.Second, 100}, {2 * time.Second, 200}}, 4 * time.Millisecond, 100, 0},
+		// An idle second after a burst replaces the burst's rate.
+		{"idle after a burst", []step{{0, 0}, {5 * time.Millisecond, 100}, {time.Second + 5*time.Millisecond, 100}}, 4 * time.Millisecond, 100, 0},
+		{"no sample yet", []step{{0, 0}}, 4 * time.Millisecond, 100, 0},
+	}
+	for _, c := range cases {
+		var e aheadEstimator
+		for _, s := range c.steps {
+			e.sample(t0.Add(s.at), s.freed)
+		}
+		e.claimed(c.latency)
+		if got := e.ahead(c.running); got != c.want {
+			t.Errorf("%s: ahead(%d) = %d; want %d", c.name, c.running, got, c.want)
+		}
+	}
+	var e aheadEstimator
+	if got := e.wait(); got != minAheadWait {
+		t.Errorf("wait() before any claim = %v; want %v", got, minAheadWait)
+	}
+	e.claimed(time.Minute)
+	if got := e.wait(); got != maxAheadWait {
+		t.Errorf("wait() after a minute-long claim = %v; want %v", got, maxAheadWait)
+	}
+}
+
+// Tasks claimed ahead that get no slot in time, or that are still waiting
+// when the worker stops, go back to READY as if never claimed: not run,
+// the attempt not counted, the worker not in worker_ids, started_at as
+// before. A task on its second attempt keeps its history.
+func TestWorkerReleasesTasksClaimedAhead(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range dbtest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			be := wbBackend(t, dialect)
+			fresh := enqueueForRelease(t, be, 2)
+			// One task on its second attempt: started before, by w0.
+			retried := enqueueForRelease(t, be, 1)[0]
+			started := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+			if _, err := be.db.DB.ExecContext(ctx, `UPDATE gotasks_task SET attempts = 1, started_at = $1,
+				last_attempted_at = $2, worker_ids = '["w0"]' WHERE id = $3`,
+				be.dialect.ts(started), be.dialect.ts(started), retried); err != nil {
+				t.Fatal(err)
+			}
+			before := map[string]*tasks.RawResult{}
+			for _, id := range append(fresh, retried) {
+				before[id] = getForRelease(t, be, id)
+			}
+
+			w, rows := claimWithBusySlot(t, be)
+			if len(rows) != 3 {
+				t.Fatalf("claimed %d rows; want 3", len(rows))
+			}
+			// Claimed ahead for tasks expected to finish (20,000 a second,
+			// claims of 5 ms): no slot frees within the wait.
+			est := aheadEstimator{rate: 20000, rated: true, latency: 0.005, observed: true}
+			if !w.startClaimed(ctx, rows[:2], &est) {
+				t.Fatal("startClaimed returned false without a stop")
+			}
+			if n := est.ahead(100); n != 0 {
+				t.Errorf("after a miss, ahead(100) = %d; want 0", n)
+			}
+			// The worker stops while the slot is still busy; the estimate
+			// would have the rows wait a second.
+			close(w.stopClaim)
+			est = aheadEstimator{rate: 20000, rated: true, latency: 60, observed: true}
+			if w.startClaimed(ctx, rows[2:], &est) {
+				t.Fatal("startClaimed returned true after the stop")
+			}
+			if n := len(w.slots) - 1; n != 0 {
+				t.Errorf("%d task(s) started; want none", n)
+			}
+			if n := w.claimed.Load(); n != 0 {
+				t.Errorf("claimed counter = %d after the releases; want 0", n)
+			}
+			for _, id := range heldIDs(w) {
+				t.Errorf("%v still under the heartbeat after its release", id)
+			}
+			for id, want := range before {
+				if diff := cmp.Diff(want, getForRelease(t, be, id)); diff != "" {
+					t.Errorf("task %s after its release (-want +got):\n%s", id, diff)
+				}
+			}
+		})
+	}
+}
+
+// claimWithBusySlot returns a worker (not started) of concurrency 1 whose
+// slot is busy, and the due tasks it claimed: each must wait for the slot,
+// as tasks claimed ahead do.
+func claimWithBusySlot(t *testing.T, be *Backend) (*Worker, []*row) {
+	t.Helper()
+	w, err := NewWorker(be, WorkerConfig{Concurrency: 1, WorkerID: "w1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.slots <- struct{}{}
+	rows, err := be.claim(context.Background(), w.query, 10, "w1", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, rows
+}
+
+// heldIDs returns the ids under w's heartbeat.
+func heldIDs(w *Worker) []string {
+	var ids []string
+	w.inflight.Range(func(k, _ any) bool {
+		ids = append(ids, k.(string))
+		return true
+	})
+	return ids
+}
+
+func enqueueForRelease(t *testing.T, be *Backend, n int) []string {
+	t.Helper()
+	reqs := make([]*tasks.EnqueueRequest, n)
+	ids := make([]string, n)
+	for i := range reqs {
+		ids[i] = tasks.NewID()
+		reqs[i] = &tasks.EnqueueRequest{ID: ids[i], TaskName: "database_internal.never_run",
+			Args: json.RawMessage(`{}`), Queue: tasks.DefaultQueue}
+	}
+	if _, err := be.EnqueueMany(context.Background(), reqs); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// getForRelease returns the stored task without last_attempted_at, which a
+// release leaves at the claim's time.
+func getForRelease(t *testing.T, be *Backend, id string) *tasks.RawResult {
+	t.Helper()
+	r, err := be.GetResult(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.LastAttemptedAt = nil
+	return r
+}
+
+// decodeStrings (worker_ids of every claimed row) agrees with encoding/json
+// on every input: the same strings, or an error for both.
+func TestDecodeStrings(t *testing.T) {
+	t.Parallel()
+	for _, in := range decodeStringsSeeds {
+		checkDecodeStrings(t, in)
+	}
+}
+
+func FuzzDecodeStrings(f *testing.F) {
+	for _, in := range decodeStringsSeeds {
+		f.Add(in)
+	}
+	f.Fuzz(checkDecodeStrings)
+}
+
+var decodeStringsSeeds = []string{
+	`[]`, ` [ ] `, `["vm:1234:abcdef"]`, `["a", "b" ,"c"]`, "[\n\"a\"\n]", `["é"]`, `["a\"b"]`, `["a\\b"]`,
+	`["\u0041"]`, `[1]`, `["a",]`, `["a"`, `["a"]x`, `[`, ``, `null`, `{}`, `["a" "b"]`, `[""]`, "[\"a\tb\"]",
+	`[null]`, `["a"],`,
+}
+
+func checkDecodeStrings(t *testing.T, in string) {
+	var want []string
+	wantErr := json.Unmarshal([]byte(in), &want)
+	var got []string
+	gotErr := decodeStrings([]byte(in), &got)
+	if (wantErr != nil) != (gotErr != nil) {
+		t.Fatalf("decodeStrings(%q): error %v; encoding/json: %v", in, gotErr, wantErr)
+	}
+	if wantErr == nil {
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("decodeStrings(%q) (-encoding/json +got):\n%s", in, diff)
+		}
+	}
+}
+
+// A release that fails (the database is away) loses nothing: the tasks stay
+// claimed and under the heartbeat, to be released on a later try; only the
+// last try, as the fetcher exits, gives them up to rescue.
+func TestWorkerReleaseFailureKeepsTasks(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range dbtest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			be := wbBackend(t, dialect)
+			ids := enqueueForRelease(t, be, 2)
+			w, rows := claimWithBusySlot(t, be)
+			if err := be.db.DB.Close(); err != nil { // the database goes away
+				t.Fatal(err)
+			}
+			est := aheadEstimator{rate: 20000, rated: true, latency: 0.005, observed: true}
+			w.startClaimed(ctx, rows, &est)
+			type state struct {
+				Unreleased, Held []string
+				Claimed          int64
+			}
+			sorted := func(s []string) []string { slices.Sort(s); return s }
+			want := state{Unreleased: sorted(slices.Clone(ids)), Held: sorted(slices.Clone(ids)), Claimed: 2}
+			got := state{Unreleased: sorted(slices.Clone(w.unreleased)), Held: sorted(heldIDs(w)), Claimed: w.claimed.Load()}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("after a failed release (-want +got):\n%s", diff)
+			}
+			w.releaseRetryAt = time.Time{} // due now
+			w.retryRelease(ctx, false)     // fails again: still kept
+			if n := len(w.unreleased); n != 2 {
+				t.Errorf("after a failed retry, %d unreleased; want 2", n)
+			}
+			w.retryRelease(ctx, true) // the fetcher exits: given up to rescue
+			if diff := cmp.Diff(state{}, state{Unreleased: w.unreleased, Held: heldIDs(w), Claimed: w.claimed.Load()}); diff != "" {
+				t.Errorf("after the final try (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -342,16 +342,6 @@ func (rec *wkRecorder) of(id string) []wkEvent {
 	return out
 }
 
-// byAttempt returns the events of result id in order within each attempt:
-// the signals of the next attempt may start before the previous
-// TaskFinished was sent (the retry is claimable as soon as it is
-// committed, and the signal follows the commit).
-func (rec *wkRecorder) byAttempt(id string) []wkEvent {
-	evs := rec.of(id)
-	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Attempts < evs[j].Attempts })
-	return evs
-}
-
 // resultsOf returns the results sent with signal name for id, in order.
 func (rec *wkRecorder) resultsOf(signal, id string) []*tasks.RawResult {
 	rec.mu.Lock()
@@ -735,7 +725,7 @@ func TestWorkerRescuesVanishedWorker(t *testing.T) {
 			{"started", r.ID, tasks.StatusRunning, 2, 1},
 			{"finished", r.ID, tasks.StatusSuccessful, 2, 1},
 		}
-		if diff := cmp.Diff(want, rec.byAttempt(r.ID)); diff != "" {
+		if diff := cmp.Diff(want, rec.of(r.ID)); diff != "" {
 			t.Errorf("signals (-want +got):\n%s", diff)
 		}
 	})
@@ -1237,7 +1227,7 @@ func TestWorkerSignals(t *testing.T) {
 			{"started", flaky.ID, tasks.StatusRunning, 2, 1},
 			{"finished", flaky.ID, tasks.StatusSuccessful, 2, 1},
 		}
-		if diff := cmp.Diff(want, rec.byAttempt(flaky.ID)); diff != "" {
+		if diff := cmp.Diff(want, rec.of(flaky.ID)); diff != "" {
 			t.Errorf("retried task (-want +got):\n%s", diff)
 		}
 		want = []wkEvent{
@@ -1249,6 +1239,71 @@ func TestWorkerSignals(t *testing.T) {
 		}
 		if fs := rec.resultsOf("finished", flaky.ID); len(fs) == 2 && string(fs[1].ReturnValue) != fmt.Sprintf("%q", b.Name()) {
 			t.Errorf("TaskFinished return value %s", fs[1].ReturnValue)
+		}
+	})
+}
+
+// TestWorkerRetrySignalsInOrder: a retry with no backoff is claimable as
+// soon as the failed attempt is recorded, before the worker has sent that
+// attempt's TaskFinished; TaskStarted of the retry still comes after it,
+// even when a TaskFinished receiver is slow.
+func TestWorkerRetrySignalsInOrder(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		b := wkOpen(t, dsn)
+		flaky := wkOn(workerFlaky, b)
+		r, err := flaky.Enqueue(context.Background(), b.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		retryStarted := make(chan struct{})
+		var once sync.Once
+		t.Cleanup(signals.TaskStarted.Connect(func(ctx context.Context, from string, got *tasks.RawResult) {
+			if from == b.Name() && got.ID == r.ID && got.Attempts == 2 {
+				once.Do(func() { close(retryStarted) })
+			}
+		}))
+		// Connected before the recorder, so that the recorder sees the
+		// TaskFinished of the first attempt only once this receiver returns:
+		// it holds that signal until the retry has been claimed again, and
+		// a little longer for a TaskStarted that must not come.
+		t.Cleanup(signals.TaskFinished.Connect(func(ctx context.Context, from string, got *tasks.RawResult) {
+			if from != b.Name() || got.ID != r.ID || got.Status != tasks.StatusReady {
+				return
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				cur, err := b.GetResult(context.Background(), r.ID)
+				if err != nil {
+					t.Errorf("GetResult: %v", err)
+					return
+				}
+				if cur.Status == tasks.StatusRunning && cur.Attempts == 2 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("the retry was not claimed while TaskFinished of the first attempt was being sent")
+					return
+				}
+				time.Sleep(5 * time.Millisecond) // polling the database
+			}
+			select {
+			case <-retryStarted:
+			case <-time.After(300 * time.Millisecond):
+			}
+		}))
+		rec := wkRecord(t, b.Name())
+		wkStart(t, b, database.WorkerConfig{PollInterval: 10 * time.Millisecond})
+		wkWait(t, r)
+		dbtest.WaitUntil(t, 5*time.Second, "4 signals", func() bool { return len(rec.of(r.ID)) == 4 })
+		want := []wkEvent{
+			{"started", r.ID, tasks.StatusRunning, 1, 0},
+			{"finished", r.ID, tasks.StatusReady, 1, 1},
+			{"started", r.ID, tasks.StatusRunning, 2, 1},
+			{"finished", r.ID, tasks.StatusSuccessful, 2, 1},
+		}
+		if diff := cmp.Diff(want, rec.of(r.ID)); diff != "" {
+			t.Errorf("signals (-want +got):\n%s", diff)
 		}
 	})
 }
@@ -1289,3 +1344,84 @@ func TestWorkerReturnValueVerbatim(t *testing.T) {
 		}
 	})
 }
+
+// TestWorkerClaimAheadShortThenLong: a worker busy with short tasks claims
+// ahead of its free slots; when the next tasks turn out long, what it took
+// ahead goes back to the queue for another worker. Either way every task
+// runs once, on its first attempt, and its history names only the worker
+// that ran it.
+func TestWorkerClaimAheadShortThenLong(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		b := wkOpen(t, dsn)
+		key := b.Name()
+		keys := make([]string, 300)
+		for i := range keys {
+			keys[i] = fmt.Sprint(key, "-short-", i)
+		}
+		short, err := wkOn(workerCount, b).EnqueueMany(context.Background(), keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const long = 6
+		gated := make([]string, long)
+		for i := range gated {
+			gated[i] = fmt.Sprint(key, "-long-", i)
+		}
+		longs, err := wkOn(workerGate, b).EnqueueMany(context.Background(), gated)
+		if err != nil {
+			t.Fatal(err)
+		}
+		released := &wkReleaseLog{}
+		cfgShort := database.WorkerConfig{Concurrency: 2, PollInterval: 10 * time.Millisecond,
+			Logger: slog.New(released)}
+		wkStart(t, b, cfgShort)
+		dbtest.WaitUntil(t, 20*time.Second, "the short tasks done", func() bool {
+			return wkCount(t, b, "task_name = $2 AND status = 'SUCCESSFUL'", workerCount.Name()) == len(keys)
+		})
+		cfg := database.WorkerConfig{Concurrency: long, PollInterval: 10 * time.Millisecond}
+		w2 := wkStart(t, b, cfg) // takes what the first worker cannot run
+		dbtest.WaitUntil(t, 10*time.Second, "the second worker running all but two long tasks", func() bool {
+			return wkCount(t, b, "task_name = $2 AND status = 'RUNNING' AND worker_id = $3",
+				workerGate.Name(), w2.ID()) == long-cfgShort.Concurrency
+		})
+		for _, g := range gated {
+			close(wkGate(g))
+		}
+		for _, r := range longs {
+			wkWait(t, r)
+		}
+		for i, r := range append(short, longs...) {
+			got := wkGet(t, b, r.ID)
+			if got.Status != tasks.StatusSuccessful || got.Attempts != 1 || len(got.WorkerIDs) != 1 || got.StartedAt == nil {
+				t.Errorf("task %d: status %s, attempts %d, worker_ids %v, started %v; want SUCCESSFUL, 1, one worker, set",
+					i, got.Status, got.Attempts, got.WorkerIDs, got.StartedAt)
+			}
+		}
+		for _, k := range keys {
+			if n := wkCounter(&workerExecutions, k).Load(); n != 1 {
+				t.Errorf("short task %s ran %d times; want 1", k, n)
+			}
+		}
+		t.Logf("tasks claimed ahead and released by the first worker: %d", released.n.Load())
+	})
+}
+
+// wkReleaseLog is a slog handler that counts the tasks a worker released
+// after claiming them ahead, and drops every record.
+type wkReleaseLog struct{ n atomic.Int64 }
+
+func (h *wkReleaseLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *wkReleaseLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "gotasks: released tasks claimed ahead" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "tasks" {
+				h.n.Add(a.Value.Int64())
+			}
+			return true
+		})
+	}
+	return nil
+}
+func (h *wkReleaseLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *wkReleaseLog) WithGroup(string) slog.Handler      { return h }
