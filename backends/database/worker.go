@@ -987,8 +987,8 @@ func (w *Worker) record(batch []*outcome) {
 func (w *Worker) holdStarts(batch []*outcome) (release func()) {
 	var ids []string
 	for _, o := range batch {
-		if o.rec.Status == tasks.StatusReady && !o.handBack {
-			ids = append(ids, o.rec.ID) // a retry
+		if o.rec.Status == tasks.StatusReady {
+			ids = append(ids, o.rec.ID) // a retry, or handed back at stop
 		}
 		if o.next != nil {
 			ids = append(ids, o.next.ID)
