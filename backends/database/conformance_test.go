@@ -31,6 +31,24 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestConformanceQueryExecModes runs the conformance suite on PostgreSQL
+// with pgx's query modes that use no named prepared statements, as set in
+// the DSN behind PgBouncer's transaction pooling: every statement of the
+// backend (COPY, LISTEN, the jsonb and array parameters of the batch
+// statements) must work in them too.
+func TestConformanceQueryExecModes(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []string{"simple_protocol", "exec"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			dbtest.RequirePostgres(t)
+			backendtest.Run(t, func(t *testing.T, opts ...tasks.BackendOption) *backendtest.Harness {
+				return dbtHarness(t, dbtest.PostgresDSN(t)+"&default_query_exec_mode="+mode, opts...)
+			})
+		})
+	}
+}
+
 // dbtHarness opens a migrated backend on dsn configured with opts and
 // returns its conformance harness.
 func dbtHarness(t *testing.T, dsn string, opts ...tasks.BackendOption) *backendtest.Harness {
