@@ -40,8 +40,8 @@ func (s *startOrder) hold(ids []string) (release func()) {
 	}
 }
 
-// holdRescue holds the starts of every row that has an error (a rescued row
-// always gets one) until the returned function is called: which rows a
+// holdRescue holds the starts of every row whose last error is a rescue's
+// (WorkerLostType) until the returned function is called: which rows a
 // rescue takes is known only once it has committed.
 func (s *startOrder) holdRescue() (release func()) {
 	s.mu.Lock()
@@ -70,8 +70,8 @@ func (s *startOrder) await(ctx context.Context, r *row) {
 			return
 		}
 	}
-	if len(r.Errors) == 0 {
-		return
+	if n := len(r.Errors); n == 0 || r.Errors[n-1].Type != WorkerLostType {
+		return // not rescued: no rescue's signal to wait for
 	}
 	s.mu.Lock()
 	rescue := s.rescue

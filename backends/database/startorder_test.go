@@ -40,7 +40,8 @@ func wantReturned(t *testing.T, what string, done <-chan struct{}) {
 func TestStartOrder(t *testing.T) {
 	t.Parallel()
 	fresh := &row{RawResult: tasks.RawResult{ID: "fresh"}}
-	retry := &row{RawResult: tasks.RawResult{ID: "retry", Errors: []tasks.TaskError{{Attempt: 1}}}}
+	retry := &row{RawResult: tasks.RawResult{ID: "retry", Errors: []tasks.TaskError{{Attempt: 1, Type: "*errors.errorString"}}}}
+	rescued := &row{RawResult: tasks.RawResult{ID: "rescued", Errors: []tasks.TaskError{{Attempt: 1, Type: WorkerLostType}}}}
 	ctx := context.Background()
 
 	t.Run("held ids", func(t *testing.T) {
@@ -61,14 +62,15 @@ func TestStartOrder(t *testing.T) {
 		r1 := order.holdRescue()
 		r2 := order.holdRescue() // two workers rescuing at once
 		wantReturned(t, "a row without errors", awaitDone(ctx, &order, fresh))
-		done := awaitDone(ctx, &order, retry)
-		wantBlocked(t, "a row with errors during rescues", done)
+		wantReturned(t, "a row whose last error is not a rescue's", awaitDone(ctx, &order, retry))
+		done := awaitDone(ctx, &order, rescued)
+		wantBlocked(t, "a rescued row during rescues", done)
 		r1()
 		wantBlocked(t, "one rescue still sending", done)
 		r2()
 		wantReturned(t, "rescues done", done)
 		r3 := order.holdRescue() // a later rescue starts afresh
-		done = awaitDone(ctx, &order, retry)
+		done = awaitDone(ctx, &order, rescued)
 		wantBlocked(t, "a later rescue", done)
 		r3()
 		wantReturned(t, "the later rescue done", done)
@@ -77,10 +79,10 @@ func TestStartOrder(t *testing.T) {
 	t.Run("context", func(t *testing.T) {
 		t.Parallel()
 		var order startOrder
-		defer order.hold([]string{"retry"})()
+		defer order.hold([]string{"rescued"})()
 		defer order.holdRescue()()
 		cctx, cancel := context.WithCancel(ctx)
-		done := awaitDone(cctx, &order, retry)
+		done := awaitDone(cctx, &order, rescued)
 		wantBlocked(t, "before cancel", done)
 		cancel()
 		wantReturned(t, "a stopped worker", done)

@@ -488,18 +488,29 @@ func (b *Backend) heartbeat(ctx context.Context, workerID string, ids []string) 
 	return b.wrapErr("heartbeat", err)
 }
 
+// claimRef names one claim of a task: its id and the attempt the claim
+// started (attempts after the claim).
+type claimRef struct {
+	id       string
+	attempts int
+}
+
 // release hands back tasks that workerID claimed but never started (claimed
 // ahead, see aheadEstimator): READY again with the attempt not counted, as
 // far as possible as if never claimed — the worker leaves worker_ids, and
 // started_at is cleared when this claim set it. last_attempted_at keeps the
 // claim's time. Other workers are woken (LISTEN/NOTIFY on PostgreSQL). It
 // returns how many were released.
-func (b *Backend) release(ctx context.Context, workerID string, ids []string) (int, error) {
-	if len(ids) == 0 {
+//
+// Each row must still be RUNNING under workerID at the claim's attempt: a
+// release retried late (after a failure) leaves alone a row that was
+// rescued meanwhile, and a later claim of it, even by this worker.
+func (b *Backend) release(ctx context.Context, workerID string, refs []claimRef) (int, error) {
+	if len(refs) == 0 {
 		return 0, nil
 	}
 	unlock := b.writeLock()
-	n, err := b.releaseStmt(ctx, workerID, ids)
+	n, err := b.releaseStmt(ctx, workerID, refs)
 	unlock()
 	if err != nil {
 		return 0, b.wrapErr("release", err)
@@ -510,27 +521,46 @@ func (b *Backend) release(ctx context.Context, workerID string, ids []string) (i
 	return int(n), nil
 }
 
-func (b *Backend) releaseStmt(ctx context.Context, workerID string, ids []string) (int64, error) {
+func (b *Backend) releaseStmt(ctx context.Context, workerID string, refs []claimRef) (int64, error) {
 	var n int64
 	if b.dialect == Postgres {
+		// Driven by the primary key (id = ANY), the attempt looked up by id
+		// in a jsonb object, like the completion.
 		const q = `WITH r AS (
 	UPDATE gotasks_task SET status = 'READY', attempts = attempts - 1,
 		started_at = CASE WHEN started_at = last_attempted_at THEN NULL ELSE started_at END,
 		worker_ids = worker_ids - (-1), worker_id = NULL, heartbeat_at = NULL
-	WHERE id = ANY($1::text[]) AND worker_id = $2 AND status = 'RUNNING'
+	WHERE id = ANY($1::text[]) AND attempts = ($4::jsonb ->> id)::int AND worker_id = $2 AND status = 'RUNNING'
 	RETURNING 1),
 n AS (SELECT pg_notify('` + wakeChannel + `', $3::text) FROM r LIMIT 1)
 SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM n)`
+		ids := make([]string, len(refs))
+		byID := make(map[string]int, len(refs))
+		for i, c := range refs {
+			ids[i] = c.id
+			byID[c.id] = c.attempts
+		}
+		j, err := json.Marshal(byID)
+		if err != nil {
+			return 0, err
+		}
 		var notified int64
-		err := b.sq(b.db.DB).QueryRowContext(ctx, q, b.planEach(ids, workerID, b.Name())...).Scan(&n, &notified)
+		err = b.sq(b.db.DB).QueryRowContext(ctx, q, b.planEach(ids, workerID, b.Name(), string(j))...).Scan(&n, &notified)
 		return n, err
 	}
-	const q = `UPDATE gotasks_task SET status = 'READY', attempts = attempts - 1,
+	const q = `WITH v AS (SELECT j.value->>'$[0]' AS vid, j.value->>'$[1]' AS vattempt FROM json_each($1) AS j)
+UPDATE gotasks_task SET status = 'READY', attempts = attempts - 1,
 	started_at = CASE WHEN started_at = last_attempted_at THEN NULL ELSE started_at END,
 	worker_ids = CASE WHEN json_valid(worker_ids) THEN json_remove(worker_ids, '$[#-1]') ELSE worker_ids END,
 	worker_id = NULL, heartbeat_at = NULL
-WHERE id IN (SELECT value FROM json_each($1)) AND worker_id = $2 AND status = 'RUNNING'`
-	j, err := json.Marshal(ids)
+FROM v
+WHERE gotasks_task.id = v.vid AND gotasks_task.attempts = v.vattempt
+	AND gotasks_task.worker_id = $2 AND gotasks_task.status = 'RUNNING'`
+	pairs := make([][2]any, len(refs))
+	for i, c := range refs {
+		pairs[i] = [2]any{c.id, c.attempts}
+	}
+	j, err := json.Marshal(pairs)
 	if err != nil {
 		return 0, err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/bits"
 	"os"
 	"slices"
@@ -78,7 +79,6 @@ type aheadEstimator struct {
 	freed    int64   // slots freed counter at last
 	rate     float64 // slots freed per second (moving average)
 	latency  float64 // claim latency in seconds (moving average)
-	rated    bool    // rate holds a sample
 	observed bool    // latency holds a sample
 }
 
@@ -88,6 +88,12 @@ const (
 	minAheadWait = 50 * time.Millisecond
 	maxAheadWait = time.Second
 )
+
+// aheadRateTau is the time constant of the freeing rate's moving average:
+// a sample's weight grows with the time it covers, so that one slot freed
+// microseconds after the last sample does not read as a burst, and a long
+// gap (an idle worker) replaces the estimate.
+const aheadRateTau = 20 * time.Millisecond
 
 // sample updates the freeing rate from the slots freed so far (freed, a
 // counter) at t.
@@ -102,14 +108,7 @@ func (e *aheadEstimator) sample(t time.Time, freed int64) {
 	}
 	inst := float64(freed-e.freed) / dt
 	e.last, e.freed = t, freed
-	if !e.rated {
-		e.rate, e.rated = inst, true
-		return
-	}
-	// A long gap (an idle worker) replaces the estimate rather than
-	// averaging into it.
-	wgt := min(1, 0.25+dt/0.1)
-	e.rate += wgt * (inst - e.rate)
+	e.rate += (1 - math.Exp(-dt/aheadRateTau.Seconds())) * (inst - e.rate)
 }
 
 // claimed records the latency of one claim statement.
@@ -341,9 +340,9 @@ type Worker struct {
 	selfStop  chan struct{}
 	selfOnce  sync.Once
 
-	// unreleased: ids claimed ahead whose release failed, to try again
-	// from releaseRetryAt on (both owned by the fetcher goroutine).
-	unreleased     []string
+	// unreleased: claims ahead whose release failed, to try again from
+	// releaseRetryAt on (both owned by the fetcher goroutine).
+	unreleased     []claimRef
 	releaseRetryAt time.Time
 }
 
@@ -595,6 +594,7 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 			case <-w.stopClaim:
 				return
 			case <-w.slotFreed:
+			case <-w.releaseDue():
 			}
 			continue
 		}
@@ -627,6 +627,7 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 				case <-w.stopClaim:
 					return
 				case <-w.slotFreed:
+				case <-w.releaseDue():
 				}
 				continue
 			}
@@ -688,6 +689,7 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 		case <-wake:
 		case <-poll.C:
 		case <-freed:
+		case <-w.releaseDue():
 		}
 	}
 }
@@ -698,6 +700,9 @@ func (w *Worker) fetchLoop(ctx context.Context, wake <-chan struct{}) {
 // starts over. It returns false when it released rows because the worker
 // stops claiming.
 func (w *Worker) startClaimed(ctx context.Context, rows []*row, est *aheadEstimator) bool {
+	if len(w.unreleased) > 0 && len(rows) > 0 {
+		w.dropReclaimed(rows)
+	}
 	for _, r := range rows {
 		w.inflight.Store(r.ID, struct{}{}) // under the heartbeat from now
 	}
@@ -742,28 +747,27 @@ func (w *Worker) startClaimed(ctx context.Context, rows []*row, est *aheadEstima
 // the last try fails too, they are rescued after RescueAfter (by another
 // worker, or by the next one started with this worker id).
 func (w *Worker) release(ctx context.Context, rows []*row, why string) {
-	ids := make([]string, len(rows))
+	refs := make([]claimRef, len(rows))
 	for i, r := range rows {
-		ids[i] = r.ID
+		refs[i] = claimRef{id: r.ID, attempts: r.Attempts}
 	}
-	w.releaseIDs(ctx, ids, why)
+	w.releaseRefs(ctx, refs, why)
 }
 
-func (w *Worker) releaseIDs(ctx context.Context, ids []string, why string) {
+func (w *Worker) releaseRefs(ctx context.Context, refs []claimRef, why string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	n, err := w.b.release(rctx, w.cfg.WorkerID, ids)
+	n, err := w.b.release(rctx, w.cfg.WorkerID, refs)
 	if err != nil {
-		w.unreleased = append(w.unreleased, ids...)
+		w.unreleased = append(w.unreleased, refs...)
 		w.releaseRetryAt = time.Now().Add(time.Second)
 		w.log.Error("gotasks: releasing tasks claimed ahead failed; will try again",
-			"tasks", len(ids), "why", why, "err", err)
+			"tasks", len(refs), "why", why, "err", err)
 		return
 	}
-	for _, id := range ids {
-		w.inflight.Delete(id)
-	}
-	w.claimed.Add(-int64(len(ids)))
+	// Rows not released were rescued meanwhile (a retried release): they
+	// are no longer this claim's either.
+	w.forget(refs)
 	w.log.Debug("gotasks: released tasks claimed ahead", "tasks", n, "why", why)
 	select {
 	case w.slotFreed <- struct{}{}: // the backlog shrank
@@ -771,25 +775,66 @@ func (w *Worker) releaseIDs(ctx context.Context, ids []string, why string) {
 	}
 }
 
+// forget takes claims that will not start off the heartbeat and the
+// claimed count.
+func (w *Worker) forget(refs []claimRef) {
+	for _, c := range refs {
+		w.inflight.Delete(c.id)
+	}
+	w.claimed.Add(-int64(len(refs)))
+}
+
 // retryRelease tries again, at most once a second, to release the tasks
-// whose release failed. When final (the fetcher exits), it tries at once,
-// and tasks it cannot release are given up to rescue.
+// whose release failed. When final (the fetcher exits), it tries once more
+// unless the last failure is under a second old, and tasks it cannot
+// release are given up to rescue.
 func (w *Worker) retryRelease(ctx context.Context, final bool) {
-	if len(w.unreleased) == 0 || !final && time.Now().Before(w.releaseRetryAt) {
+	if len(w.unreleased) == 0 {
 		return
 	}
-	ids := w.unreleased
-	w.unreleased = nil
-	w.releaseIDs(ctx, ids, "retry")
+	if due := !time.Now().Before(w.releaseRetryAt); due {
+		refs := w.unreleased
+		w.unreleased = nil
+		w.releaseRefs(ctx, refs, "retry")
+	} else if !final {
+		return
+	}
 	if final && len(w.unreleased) > 0 {
 		w.log.Error("gotasks: gave up releasing tasks claimed ahead at shutdown; they stay RUNNING until rescued",
 			"tasks", len(w.unreleased))
-		for _, id := range w.unreleased {
-			w.inflight.Delete(id)
-		}
-		w.claimed.Add(-int64(len(w.unreleased)))
+		w.forget(w.unreleased)
 		w.unreleased = nil
 	}
+}
+
+// releaseDue fires when failed releases are due for another try; nil when
+// there are none. The fetcher's waits select on it so that a retry is not
+// held up until a slot frees or the next poll.
+func (w *Worker) releaseDue() <-chan time.Time {
+	if len(w.unreleased) == 0 {
+		return nil
+	}
+	return time.After(max(0, time.Until(w.releaseRetryAt)))
+}
+
+// dropReclaimed forgets the unreleased claims of rows claimed again: their
+// release failed, they were rescued meanwhile, and rows holds the live
+// claim (same id, so the heartbeat entry stays).
+func (w *Worker) dropReclaimed(rows []*row) {
+	ids := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		ids[r.ID] = true
+	}
+	kept := w.unreleased[:0]
+	for _, c := range w.unreleased {
+		if ids[c.id] {
+			w.claimed.Add(-1)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	clear(w.unreleased[len(kept):])
+	w.unreleased = kept
 }
 
 func (w *Worker) sleep(d time.Duration) bool {
@@ -1071,7 +1116,9 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 func (w *Worker) rescue(ctx context.Context, hb, run time.Time, orphansOf string) ([]*row, error) {
 	release := w.b.order.holdRescue()
 	defer release()
-	rows, err := w.b.rescue(ctx, w.cfg.WorkerID, hb, run, orphansOf)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	rows, err := w.b.rescue(rctx, w.cfg.WorkerID, hb, run, orphansOf)
+	cancel()
 	if err != nil {
 		return nil, err
 	}

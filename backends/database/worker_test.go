@@ -1256,10 +1256,11 @@ func TestWorkerRetrySignalsInOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		id := r.ID // the receivers run while Wait refreshes r
 		retryStarted := make(chan struct{})
 		var once sync.Once
 		t.Cleanup(signals.TaskStarted.Connect(func(ctx context.Context, from string, got *tasks.RawResult) {
-			if from == b.Name() && got.ID == r.ID && got.Attempts == 2 {
+			if from == b.Name() && got.ID == id && got.Attempts == 2 {
 				once.Do(func() { close(retryStarted) })
 			}
 		}))
@@ -1268,12 +1269,12 @@ func TestWorkerRetrySignalsInOrder(t *testing.T) {
 		// it holds that signal until the retry has been claimed again, and
 		// a little longer for a TaskStarted that must not come.
 		t.Cleanup(signals.TaskFinished.Connect(func(ctx context.Context, from string, got *tasks.RawResult) {
-			if from != b.Name() || got.ID != r.ID || got.Status != tasks.StatusReady {
+			if from != b.Name() || got.ID != id || got.Status != tasks.StatusReady {
 				return
 			}
 			deadline := time.Now().Add(10 * time.Second)
 			for {
-				cur, err := b.GetResult(context.Background(), r.ID)
+				cur, err := b.GetResult(context.Background(), id)
 				if err != nil {
 					t.Errorf("GetResult: %v", err)
 					return
@@ -1375,9 +1376,15 @@ func TestWorkerClaimAheadShortThenLong(t *testing.T) {
 		released := &wkReleaseLog{}
 		cfgShort := database.WorkerConfig{Concurrency: 2, PollInterval: 10 * time.Millisecond,
 			Logger: slog.New(released)}
-		wkStart(t, b, cfgShort)
+		w1 := wkStart(t, b, cfgShort)
 		dbtest.WaitUntil(t, 20*time.Second, "the short tasks done", func() bool {
 			return wkCount(t, b, "task_name = $2 AND status = 'SUCCESSFUL'", workerCount.Name()) == len(keys)
+		})
+		// Its slots free, the first worker runs two long tasks (and may
+		// hold more claimed ahead, released within a second).
+		dbtest.WaitUntil(t, 10*time.Second, "the first worker running two long tasks", func() bool {
+			return wkCount(t, b, "task_name = $2 AND status = 'RUNNING' AND worker_id = $3",
+				workerGate.Name(), w1.ID()) >= cfgShort.Concurrency
 		})
 		cfg := database.WorkerConfig{Concurrency: long, PollInterval: 10 * time.Millisecond}
 		w2 := wkStart(t, b, cfg) // takes what the first worker cannot run
