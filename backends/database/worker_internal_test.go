@@ -114,61 +114,56 @@ func TestAheadEstimator(t *testing.T) {
 // before. A task on its second attempt keeps its history.
 func TestWorkerReleasesTasksClaimedAhead(t *testing.T) {
 	t.Parallel()
-	for _, dialect := range dbtest.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			be := wbBackend(t, dialect)
-			fresh := enqueueForRelease(t, be, 2)
-			// One task on its second attempt: started before, by w0.
-			retried := enqueueForRelease(t, be, 1)[0]
-			started := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
-			if _, err := be.db.DB.ExecContext(ctx, `UPDATE gotasks_task SET attempts = 1, started_at = $1,
-				last_attempted_at = $2, worker_ids = '["w0"]' WHERE id = $3`,
-				be.dialect.ts(started), be.dialect.ts(started), retried); err != nil {
-				t.Fatal(err)
-			}
-			before := map[string]*tasks.RawResult{}
-			for _, id := range append(fresh, retried) {
-				before[id] = getForRelease(t, be, id)
-			}
+	eachBackend(t, func(t *testing.T, ctx context.Context, be *Backend) {
+		fresh := enqueueForRelease(t, be, 2)
+		// One task on its second attempt: started before, by w0.
+		retried := enqueueForRelease(t, be, 1)[0]
+		started := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+		if _, err := be.db.DB.ExecContext(ctx, `UPDATE gotasks_task SET attempts = 1, started_at = $1,
+			last_attempted_at = $2, worker_ids = '["w0"]' WHERE id = $3`,
+			be.dialect.ts(started), be.dialect.ts(started), retried); err != nil {
+			t.Fatal(err)
+		}
+		before := map[string]*tasks.RawResult{}
+		for _, id := range append(fresh, retried) {
+			before[id] = getForRelease(t, be, id)
+		}
 
-			w, rows := claimWithBusySlot(t, be)
-			if len(rows) != 3 {
-				t.Fatalf("claimed %d rows; want 3", len(rows))
+		w, rows := claimWithBusySlot(t, be)
+		if len(rows) != 3 {
+			t.Fatalf("claimed %d rows; want 3", len(rows))
+		}
+		// Claimed ahead for tasks expected to finish (20,000 a second,
+		// claims of 5 ms): no slot frees within the wait.
+		est := aheadEstimator{rate: 20000, latency: 0.005, observed: true}
+		if !w.startClaimed(ctx, rows[:2], &est) {
+			t.Fatal("startClaimed returned false without a stop")
+		}
+		if n := est.ahead(100); n != 0 {
+			t.Errorf("after a miss, ahead(100) = %d; want 0", n)
+		}
+		// The worker stops while the slot is still busy; the estimate
+		// would have the rows wait a second.
+		close(w.stopClaim)
+		est = aheadEstimator{rate: 20000, latency: 60, observed: true}
+		if w.startClaimed(ctx, rows[2:], &est) {
+			t.Fatal("startClaimed returned true after the stop")
+		}
+		if n := len(w.slots) - 1; n != 0 {
+			t.Errorf("%d task(s) started; want none", n)
+		}
+		if n := w.claimed.Load(); n != 0 {
+			t.Errorf("claimed counter = %d after the releases; want 0", n)
+		}
+		for _, id := range heldIDs(w) {
+			t.Errorf("%v still under the heartbeat after its release", id)
+		}
+		for id, want := range before {
+			if diff := cmp.Diff(want, getForRelease(t, be, id)); diff != "" {
+				t.Errorf("task %s after its release (-want +got):\n%s", id, diff)
 			}
-			// Claimed ahead for tasks expected to finish (20,000 a second,
-			// claims of 5 ms): no slot frees within the wait.
-			est := aheadEstimator{rate: 20000, latency: 0.005, observed: true}
-			if !w.startClaimed(ctx, rows[:2], &est) {
-				t.Fatal("startClaimed returned false without a stop")
-			}
-			if n := est.ahead(100); n != 0 {
-				t.Errorf("after a miss, ahead(100) = %d; want 0", n)
-			}
-			// The worker stops while the slot is still busy; the estimate
-			// would have the rows wait a second.
-			close(w.stopClaim)
-			est = aheadEstimator{rate: 20000, latency: 60, observed: true}
-			if w.startClaimed(ctx, rows[2:], &est) {
-				t.Fatal("startClaimed returned true after the stop")
-			}
-			if n := len(w.slots) - 1; n != 0 {
-				t.Errorf("%d task(s) started; want none", n)
-			}
-			if n := w.claimed.Load(); n != 0 {
-				t.Errorf("claimed counter = %d after the releases; want 0", n)
-			}
-			for _, id := range heldIDs(w) {
-				t.Errorf("%v still under the heartbeat after its release", id)
-			}
-			for id, want := range before {
-				if diff := cmp.Diff(want, getForRelease(t, be, id)); diff != "" {
-					t.Errorf("task %s after its release (-want +got):\n%s", id, diff)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // claimWithBusySlot returns a worker (not started) of concurrency 1 whose
@@ -267,39 +262,34 @@ func checkDecodeStrings(t *testing.T, in string) {
 // last try, as the fetcher exits, gives them up to rescue.
 func TestWorkerReleaseFailureKeepsTasks(t *testing.T) {
 	t.Parallel()
-	for _, dialect := range dbtest.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			be := wbBackend(t, dialect)
-			ids := enqueueForRelease(t, be, 2)
-			w, rows := claimWithBusySlot(t, be)
-			if err := be.db.DB.Close(); err != nil { // the database goes away
-				t.Fatal(err)
-			}
-			est := aheadEstimator{rate: 20000, latency: 0.005, observed: true}
-			w.startClaimed(ctx, rows, &est)
-			type state struct {
-				Unreleased, Held []string
-				Claimed          int64
-			}
-			sorted := func(s []string) []string { slices.Sort(s); return s }
-			want := state{Unreleased: sorted(slices.Clone(ids)), Held: sorted(slices.Clone(ids)), Claimed: 2}
-			got := state{Unreleased: sorted(refIDs(w.unreleased)), Held: sorted(heldIDs(w)), Claimed: w.claimed.Load()}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("after a failed release (-want +got):\n%s", diff)
-			}
-			w.releaseRetryAt = time.Time{} // due now
-			w.retryRelease(ctx, false)     // fails again: still kept
-			if n := len(w.unreleased); n != 2 {
-				t.Errorf("after a failed retry, %d unreleased; want 2", n)
-			}
-			w.retryRelease(ctx, true) // the fetcher exits: given up to rescue
-			if diff := cmp.Diff(state{}, state{Unreleased: refIDs(w.unreleased), Held: heldIDs(w), Claimed: w.claimed.Load()}); diff != "" {
-				t.Errorf("after the final try (-want +got):\n%s", diff)
-			}
-		})
-	}
+	eachBackend(t, func(t *testing.T, ctx context.Context, be *Backend) {
+		ids := enqueueForRelease(t, be, 2)
+		w, rows := claimWithBusySlot(t, be)
+		if err := be.db.DB.Close(); err != nil { // the database goes away
+			t.Fatal(err)
+		}
+		est := aheadEstimator{rate: 20000, latency: 0.005, observed: true}
+		w.startClaimed(ctx, rows, &est)
+		type state struct {
+			Unreleased, Held []string
+			Claimed          int64
+		}
+		sorted := func(s []string) []string { slices.Sort(s); return s }
+		want := state{Unreleased: sorted(slices.Clone(ids)), Held: sorted(slices.Clone(ids)), Claimed: 2}
+		got := state{Unreleased: sorted(refIDs(w.unreleased)), Held: sorted(heldIDs(w)), Claimed: w.claimed.Load()}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("after a failed release (-want +got):\n%s", diff)
+		}
+		w.releaseRetryAt = time.Time{} // due now
+		w.retryRelease(ctx, false)     // fails again: still kept
+		if n := len(w.unreleased); n != 2 {
+			t.Errorf("after a failed retry, %d unreleased; want 2", n)
+		}
+		w.retryRelease(ctx, true) // the fetcher exits: given up to rescue
+		if diff := cmp.Diff(state{}, state{Unreleased: refIDs(w.unreleased), Held: heldIDs(w), Claimed: w.claimed.Load()}); diff != "" {
+			t.Errorf("after the final try (-want +got):\n%s", diff)
+		}
+	})
 }
 
 func refIDs(refs []claimRef) []string {
@@ -315,54 +305,49 @@ func refIDs(refs []claimRef) []string {
 // claim alone; the live claim's own release still works.
 func TestReleaseGuardsAttempt(t *testing.T) {
 	t.Parallel()
-	for _, dialect := range dbtest.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			be := wbBackend(t, dialect)
-			id := enqueueForRelease(t, be, 1)[0]
-			w, err := NewWorker(be, WorkerConfig{WorkerID: "w1"})
+	eachBackend(t, func(t *testing.T, ctx context.Context, be *Backend) {
+		id := enqueueForRelease(t, be, 1)[0]
+		w, err := NewWorker(be, WorkerConfig{WorkerID: "w1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		claim := func() *row {
+			t.Helper()
+			rows, err := be.claim(ctx, w.query, 10, "w1", nil, nil)
+			if err != nil || len(rows) != 1 {
+				t.Fatalf("claim: %d rows, %v; want 1", len(rows), err)
+			}
+			return rows[0]
+		}
+		first := claim()
+		if _, err := be.rescue(ctx, "other", time.Time{}, time.Time{}, "w1"); err != nil {
+			t.Fatal(err)
+		}
+		second := claim()
+		type view struct {
+			Released int
+			Status   tasks.Status
+			Attempts int
+			Workers  []string
+		}
+		releaseAs := func(r *row) view {
+			t.Helper()
+			n, err := be.release(ctx, "w1", []claimRef{{id: id, attempts: r.Attempts}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			claim := func() *row {
-				t.Helper()
-				rows, err := be.claim(ctx, w.query, 10, "w1", nil, nil)
-				if err != nil || len(rows) != 1 {
-					t.Fatalf("claim: %d rows, %v; want 1", len(rows), err)
-				}
-				return rows[0]
-			}
-			first := claim()
-			if _, err := be.rescue(ctx, "other", time.Time{}, time.Time{}, "w1"); err != nil {
-				t.Fatal(err)
-			}
-			second := claim()
-			type view struct {
-				Released int
-				Status   tasks.Status
-				Attempts int
-				Workers  []string
-			}
-			releaseAs := func(r *row) view {
-				t.Helper()
-				n, err := be.release(ctx, "w1", []claimRef{{id: id, attempts: r.Attempts}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := getForRelease(t, be, id)
-				return view{n, got.Status, got.Attempts, got.WorkerIDs}
-			}
-			want := view{0, tasks.StatusRunning, 2, []string{"w1", "w1"}}
-			if diff := cmp.Diff(want, releaseAs(first)); diff != "" {
-				t.Errorf("release of the rescued claim (-want +got):\n%s", diff)
-			}
-			want = view{1, tasks.StatusReady, 1, []string{"w1"}}
-			if diff := cmp.Diff(want, releaseAs(second)); diff != "" {
-				t.Errorf("release of the live claim (-want +got):\n%s", diff)
-			}
-		})
-	}
+			got := getForRelease(t, be, id)
+			return view{n, got.Status, got.Attempts, got.WorkerIDs}
+		}
+		want := view{0, tasks.StatusRunning, 2, []string{"w1", "w1"}}
+		if diff := cmp.Diff(want, releaseAs(first)); diff != "" {
+			t.Errorf("release of the rescued claim (-want +got):\n%s", diff)
+		}
+		want = view{1, tasks.StatusReady, 1, []string{"w1"}}
+		if diff := cmp.Diff(want, releaseAs(second)); diff != "" {
+			t.Errorf("release of the live claim (-want +got):\n%s", diff)
+		}
+	})
 }
 
 // A claim whose release failed and that is claimed again (rescued
@@ -378,5 +363,17 @@ func TestDropReclaimed(t *testing.T) {
 	}
 	if diff := cmp.Diff(state{[]string{"a", "c"}, 4}, state{refIDs(w.unreleased), w.claimed.Load()}); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// eachBackend runs f as a parallel subtest per dialect, with a fresh
+// migrated backend.
+func eachBackend(t *testing.T, f func(t *testing.T, ctx context.Context, be *Backend)) {
+	t.Helper()
+	for _, dialect := range dbtest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			f(t, context.Background(), wbBackend(t, dialect))
+		})
 	}
 }
