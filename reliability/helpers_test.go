@@ -204,21 +204,7 @@ func recordArgs(prefix string, n int, sleep func(i int) int) []reltasks.RecordAr
 
 // counts returns the number of this backend's rows per status.
 func (e *env) counts(ctx context.Context) (map[tasks.Status]int, error) {
-	rows, err := e.db.QueryContext(ctx, `SELECT status, count(*) FROM gotasks_task WHERE backend = $1 GROUP BY status`, e.name)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[tasks.Status]int{}
-	for rows.Next() {
-		var s string
-		var n int
-		if err := rows.Scan(&s, &n); err != nil {
-			return nil, err
-		}
-		out[tasks.Status(s)] = n
-	}
-	return out, rows.Err()
+	return dbtest.StatusCounts(ctx, e.db, e.name)
 }
 
 // runningOf returns the ids of the RUNNING rows held by worker.

@@ -263,22 +263,8 @@ func wkTS(b *database.Backend, tm time.Time) any {
 // statusCounts returns the number of the backend's results per status.
 func wkStatusCounts(t *testing.T, b *database.Backend) map[tasks.Status]int {
 	t.Helper()
-	rows, err := b.DB().DB.QueryContext(context.Background(),
-		`SELECT status, count(*) FROM gotasks_task WHERE backend = $1 GROUP BY status`, b.Name())
+	out, err := dbtest.StatusCounts(context.Background(), b.DB().DB, b.Name())
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[tasks.Status]int{}
-	for rows.Next() {
-		var s string
-		var n int
-		if err := rows.Scan(&s, &n); err != nil {
-			t.Fatal(err)
-		}
-		out[tasks.Status(s)] = n
-	}
-	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" driver for the admin connection
+
+	"github.com/gotasks/gotasks/tasks"
 )
 
 // EnvPostgresDSN names the variable with the PostgreSQL server for tests.
@@ -142,4 +144,23 @@ func WaitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 		}
 		<-tick.C
 	}
+}
+
+// StatusCounts returns the number of backend's rows in db per status.
+func StatusCounts(ctx context.Context, db *sql.DB, backend string) (map[tasks.Status]int, error) {
+	rows, err := db.QueryContext(ctx, `SELECT status, count(*) FROM gotasks_task WHERE backend = $1 GROUP BY status`, backend)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[tasks.Status]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[tasks.Status(s)] = n
+	}
+	return out, rows.Err()
 }

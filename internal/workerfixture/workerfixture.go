@@ -16,6 +16,7 @@ import (
 
 	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/examples/exampletasks"
+	"github.com/gotasks/gotasks/internal/dbtest"
 	"github.com/gotasks/gotasks/tasks"
 )
 
@@ -60,13 +61,9 @@ func OpenBackend(t *testing.T, dsn string) *database.Backend {
 // Statuses counts b's results by status.
 func Statuses(t *testing.T, b *database.Backend) map[tasks.Status]int {
 	t.Helper()
-	rs, err := b.List(context.Background(), database.Filter{Limit: 10000})
+	m, err := dbtest.StatusCounts(context.Background(), b.DB().DB, b.Name())
 	if err != nil {
 		t.Fatal(err)
-	}
-	m := map[tasks.Status]int{}
-	for _, r := range rs {
-		m[r.Status]++
 	}
 	return m
 }
