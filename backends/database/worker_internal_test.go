@@ -135,24 +135,26 @@ func TestWorkerReleasesTasksClaimedAhead(t *testing.T) {
 		}
 		// Claimed ahead for tasks expected to finish (20,000 a second,
 		// claims of 5 ms): no slot frees within the wait.
-		est := aheadEstimator{rate: 20000, latency: 0.005, observed: true}
-		if !w.startClaimed(ctx, rows[:2], &est) {
+		f := w.fetcher
+		f.est = aheadEstimator{rate: 20000, latency: 0.005, observed: true}
+		if !f.startClaimed(ctx, rows[:2]) {
 			t.Fatal("startClaimed returned false without a stop")
 		}
-		if n := est.ahead(100); n != 0 {
+		if n := f.est.ahead(100); n != 0 {
 			t.Errorf("after a miss, ahead(100) = %d; want 0", n)
 		}
 		// The worker stops while the slot is still busy; the estimate
 		// would have the rows wait a second.
-		close(w.stopClaim)
-		est = aheadEstimator{rate: 20000, latency: 60, observed: true}
-		if w.startClaimed(ctx, rows[2:], &est) {
+		stopped, stop := context.WithCancel(ctx)
+		stop()
+		f.est = aheadEstimator{rate: 20000, latency: 60, observed: true}
+		if f.startClaimed(stopped, rows[2:]) {
 			t.Fatal("startClaimed returned true after the stop")
 		}
-		if n := len(w.slots) - 1; n != 0 {
+		if n := len(w.exec.slots) - 1; n != 0 {
 			t.Errorf("%d task(s) started; want none", n)
 		}
-		if n := w.claimed.Load(); n != 0 {
+		if n := w.t.claimed.Load(); n != 0 {
 			t.Errorf("claimed counter = %d after the releases; want 0", n)
 		}
 		for _, id := range heldIDs(w) {
@@ -175,8 +177,8 @@ func claimWithBusySlot(t *testing.T, be *Backend) (*Worker, []*row) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.slots <- struct{}{}
-	rows, err := be.claim(context.Background(), w.query, 10, "w1", nil, nil)
+	w.exec.slots <- struct{}{}
+	rows, err := be.claim(context.Background(), w.fetcher.query, 10, "w1", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,12 +187,7 @@ func claimWithBusySlot(t *testing.T, be *Backend) (*Worker, []*row) {
 
 // heldIDs returns the ids under w's heartbeat.
 func heldIDs(w *Worker) []string {
-	var ids []string
-	w.inflight.Range(func(k, _ any) bool {
-		ids = append(ids, k.(string))
-		return true
-	})
-	return ids
+	return w.t.heldIDs()
 }
 
 func enqueueForRelease(t *testing.T, be *Backend, n int) []string {
@@ -268,25 +265,26 @@ func TestWorkerReleaseFailureKeepsTasks(t *testing.T) {
 		if err := be.db.DB.Close(); err != nil { // the database goes away
 			t.Fatal(err)
 		}
-		est := aheadEstimator{rate: 20000, latency: 0.005, observed: true}
-		w.startClaimed(ctx, rows, &est)
+		f := w.fetcher
+		f.est = aheadEstimator{rate: 20000, latency: 0.005, observed: true}
+		f.startClaimed(ctx, rows)
 		type state struct {
 			Unreleased, Held []string
 			Claimed          int64
 		}
 		sorted := func(s []string) []string { slices.Sort(s); return s }
 		want := state{Unreleased: sorted(slices.Clone(ids)), Held: sorted(slices.Clone(ids)), Claimed: 2}
-		got := state{Unreleased: sorted(refIDs(w.unreleased)), Held: sorted(heldIDs(w)), Claimed: w.claimed.Load()}
+		got := state{Unreleased: sorted(refIDs(f.unreleased)), Held: sorted(heldIDs(w)), Claimed: w.t.claimed.Load()}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("after a failed release (-want +got):\n%s", diff)
 		}
-		w.releaseRetryAt = time.Time{} // due now
-		w.retryRelease(ctx, false)     // fails again: still kept
-		if n := len(w.unreleased); n != 2 {
+		f.releaseRetryAt = time.Time{} // due now
+		f.retryRelease(ctx, false)     // fails again: still kept
+		if n := len(f.unreleased); n != 2 {
 			t.Errorf("after a failed retry, %d unreleased; want 2", n)
 		}
-		w.retryRelease(ctx, true) // the fetcher exits: given up to rescue
-		if diff := cmp.Diff(state{}, state{Unreleased: refIDs(w.unreleased), Held: heldIDs(w), Claimed: w.claimed.Load()}); diff != "" {
+		f.retryRelease(ctx, true) // the fetcher exits: given up to rescue
+		if diff := cmp.Diff(state{}, state{Unreleased: refIDs(f.unreleased), Held: heldIDs(w), Claimed: w.t.claimed.Load()}); diff != "" {
 			t.Errorf("after the final try (-want +got):\n%s", diff)
 		}
 	})
@@ -313,7 +311,7 @@ func TestReleaseGuardsAttempt(t *testing.T) {
 		}
 		claim := func() *row {
 			t.Helper()
-			rows, err := be.claim(ctx, w.query, 10, "w1", nil, nil)
+			rows, err := be.claim(ctx, w.fetcher.query, 10, "w1", nil, nil)
 			if err != nil || len(rows) != 1 {
 				t.Fatalf("claim: %d rows, %v; want 1", len(rows), err)
 			}
@@ -354,14 +352,14 @@ func TestReleaseGuardsAttempt(t *testing.T) {
 // meanwhile) is forgotten: the new claim replaces it in the count.
 func TestDropReclaimed(t *testing.T) {
 	t.Parallel()
-	w := &Worker{unreleased: []claimRef{{"a", 1}, {"b", 1}, {"c", 2}}}
-	w.claimed.Store(5)
+	w := &fetcher{t: newTally(), unreleased: []claimRef{{"a", 1}, {"b", 1}, {"c", 2}}}
+	w.t.claimed.Store(5)
 	w.dropReclaimed([]*row{{RawResult: tasks.RawResult{ID: "b", Attempts: 2}}, {RawResult: tasks.RawResult{ID: "x"}}})
 	type state struct {
 		Unreleased []string
 		Claimed    int64
 	}
-	if diff := cmp.Diff(state{[]string{"a", "c"}, 4}, state{refIDs(w.unreleased), w.claimed.Load()}); diff != "" {
+	if diff := cmp.Diff(state{[]string{"a", "c"}, 4}, state{refIDs(w.unreleased), w.t.claimed.Load()}); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

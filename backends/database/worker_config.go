@@ -1,0 +1,158 @@
+package database
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// Worker defaults.
+const (
+	DefaultConcurrency       = 100
+	DefaultPollInterval      = time.Second
+	DefaultHeartbeatInterval = 5 * time.Second
+	// DefaultRescueAfter is how long a RUNNING task may go without a
+	// heartbeat from its worker before another worker puts it back to READY
+	// (or FAILED when it has no attempt left): six missed heartbeats.
+	DefaultRescueAfter = 30 * time.Second
+	// DefaultMaxRunTime bounds one attempt (django-background-tasks'
+	// MAX_RUN_TIME): the attempt's context is cancelled then, and a task
+	// RUNNING for longer is rescued even if its worker still heartbeats.
+	DefaultMaxRunTime = time.Hour
+)
+
+// ErrHardStop is returned by Run and Stop when running tasks had to be
+// cancelled and handed back for retry.
+var ErrHardStop = errors.New("worker stopped hard: running tasks were cancelled and handed back")
+
+// ErrOutcomesLost is returned by Run and Stop when the worker gave up
+// recording the outcomes of tasks it ran (the database stayed unreachable
+// past the stop's deadline). Nothing is lost for good: those tasks stay
+// RUNNING until they are rescued and run again.
+var ErrOutcomesLost = errors.New("worker stopped without recording the outcomes of tasks it ran; they will be rescued and run again")
+
+// recordBacklog is how many finished tasks may wait for their outcome to be
+// recorded (beyond the Concurrency running ones) before the worker stops
+// claiming: room for one completion statement in flight and a full batch
+// gathering behind it, so the claim → run → record pipeline never waits on
+// the completer's round trip and commit. The wait is bounded (memory stays
+// flat); it only holds outcomes of tasks that already ran.
+func (c WorkerConfig) recordBacklog() int { return max(c.Concurrency, 2*maxRecordBatch) }
+
+// WorkerConfig configures a Worker. The zero value works: all queues,
+// DefaultConcurrency, DefaultPollInterval, and so on.
+type WorkerConfig struct {
+	// Queues to claim from; empty or ["*"] means all.
+	Queues []string
+	// ExcludeQueues are never claimed from.
+	ExcludeQueues []string
+	// Concurrency is how many tasks run at once (goroutines).
+	Concurrency int
+	// BatchSize caps the tasks claimed per statement (default: Concurrency,
+	// at most 1000).
+	BatchSize int
+	// PollInterval is how often an idle worker looks for due tasks when no
+	// notification woke it (the backstop; the only mechanism across
+	// processes on SQLite).
+	PollInterval time.Duration
+	// WorkerID identifies the worker in results and holds its claims
+	// (default host:pid:random). It must be unique among running workers;
+	// a new process may reuse the id of a dead one (its tasks are rescued at
+	// start-up).
+	WorkerID string
+	// HeartbeatInterval is how often the worker refreshes the lease of the
+	// tasks it runs.
+	HeartbeatInterval time.Duration
+	// RescueAfter: see DefaultRescueAfter. Must exceed HeartbeatInterval.
+	RescueAfter time.Duration
+	// MaxRunTime: see DefaultMaxRunTime.
+	MaxRunTime time.Duration
+	// MaxTasks stops the worker after it recorded that many outcomes
+	// (0: no limit).
+	MaxTasks int
+	// Duration stops the worker (gracefully) after it ran that long
+	// (0: forever).
+	Duration time.Duration
+	// ExitWhenEmpty stops the worker when no task is due and none is
+	// running (django-tasks' --batch).
+	ExitWhenEmpty bool
+	// GracePeriod bounds the graceful stop of Run: running tasks get this
+	// long to finish after ctx is cancelled before they are cancelled and
+	// handed back (default 30 s).
+	GracePeriod time.Duration
+	// Logger defaults to the backend's logger.
+	Logger *slog.Logger
+}
+
+func (c *WorkerConfig) normalize(b *Backend) error {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = min(c.Concurrency, 1000)
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.RescueAfter == 0 {
+		c.RescueAfter = max(DefaultRescueAfter, 3*c.HeartbeatInterval)
+	}
+	if c.MaxRunTime == 0 {
+		c.MaxRunTime = DefaultMaxRunTime
+	}
+	if c.GracePeriod == 0 {
+		c.GracePeriod = 30 * time.Second
+	}
+	if c.WorkerID == "" {
+		host, _ := os.Hostname()
+		var rb [3]byte
+		_, _ = rand.Read(rb[:])
+		c.WorkerID = host + ":" + strconv.Itoa(os.Getpid()) + ":" + hex.EncodeToString(rb[:])
+	}
+	if c.Logger == nil {
+		c.Logger = b.log
+	}
+	if len(c.Queues) == 1 && c.Queues[0] == "*" {
+		c.Queues = nil
+	}
+	var probs []string
+	if c.Concurrency < 0 || c.BatchSize < 0 || c.MaxTasks < 0 || c.Duration < 0 {
+		probs = append(probs, "concurrency, batch size, max tasks and duration must not be negative")
+	}
+	if c.PollInterval < 0 || c.HeartbeatInterval < 0 || c.MaxRunTime < 0 {
+		probs = append(probs, "intervals must be positive")
+	}
+	if c.RescueAfter <= c.HeartbeatInterval {
+		probs = append(probs, fmt.Sprintf("rescue delay %v must exceed the heartbeat interval %v", c.RescueAfter, c.HeartbeatInterval))
+	}
+	if len(c.WorkerID) > 255 {
+		probs = append(probs, "worker id is longer than 255 bytes")
+	}
+	for _, q := range append(slices.Clone(c.Queues), c.ExcludeQueues...) {
+		if q == "" || q == "*" {
+			probs = append(probs, fmt.Sprintf("queue name %q is not valid in a list", q))
+		}
+	}
+	if qs := b.Queues(); len(qs) > 0 {
+		for _, q := range c.Queues {
+			if !slices.Contains(qs, q) {
+				probs = append(probs, fmt.Sprintf("queue %q is not allowed on backend %q (allowed: %v)", q, b.Name(), qs))
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return fmt.Errorf("%w: worker: %v", tasks.ErrInvalidBackend, probs)
+	}
+	return nil
+}
