@@ -33,10 +33,16 @@ var (
 	enqueueSleeps = workerfixture.EnqueueSleeps
 )
 
-// The real dbworker process: built once by TestMain, then run with flags
-// and signalled like a service manager would.
+// The real processes, built once by TestMain, then run with flags and
+// signalled like a service manager would: the stock dbworker of this
+// package, which has no tasks, and the example worker (examples/worker),
+// the same command with the example tasks compiled in, for the tests that
+// run tasks.
 
-var binary string // path of the built dbworker
+var (
+	binary        string // path of the built stock dbworker
+	exampleBinary string // path of the built examples/worker
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "dbworker-test-")
@@ -45,12 +51,15 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "dbworker")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "go build dbworker:", err)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
+	exampleBinary = filepath.Join(dir, "exampleworker")
+	for _, b := range []struct{ out, pkg string }{{binary, "."}, {exampleBinary, "../../examples/worker"}} {
+		build := exec.Command("go", "build", "-o", b.out, b.pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build %s: %v\n", b.pkg, err)
+			_ = os.RemoveAll(dir)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
@@ -65,11 +74,11 @@ type proc struct {
 	err            error
 }
 
-// start starts dbworker with args; it is killed if the test leaves it
+// start starts the binary bin with args; it is killed if the test leaves it
 // running.
-func start(t *testing.T, args ...string) *proc {
+func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	p := &proc{t: t, cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), database.DSNEnv+"=")
 	p.cmd.Dir = t.TempDir() // where the default DSN would create its file
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
@@ -114,10 +123,18 @@ func (p *proc) signal(s os.Signal) {
 	}
 }
 
-// dbworker runs dbworker to completion.
+// dbworker runs the stock dbworker to completion.
 func dbworker(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	p := start(t, args...)
+	p := start(t, binary, args...)
+	code = p.wait()
+	return code, p.stdout.String(), p.stderr.String()
+}
+
+// exampleWorker runs the example worker to completion.
+func exampleWorker(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	p := start(t, exampleBinary, args...)
 	code = p.wait()
 	return code, p.stdout.String(), p.stderr.String()
 }
@@ -148,15 +165,17 @@ func TestProcessBadFlag(t *testing.T) {
 	}
 }
 
+// TestProcessBadDatabase runs the example worker: the stock one stops
+// before it opens the database (TestProcessStockWorker).
 func TestProcessBadDatabase(t *testing.T) {
 	t.Parallel()
-	code, _, stderr := dbworker(t, "--database", "mysql://x")
+	code, _, stderr := exampleWorker(t, "--database", "mysql://x")
 	if code != 1 {
 		t.Errorf("bad DSN: exit %d; want 1", code)
 	}
 	oneLine(t, stderr, "bad database DSN", "mysql://x")
 
-	code, _, stderr = dbworker(t, "--database", "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2")
+	code, _, stderr = exampleWorker(t, "--database", "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2")
 	if code != 1 {
 		t.Errorf("unreachable PostgreSQL: exit %d; want 1", code)
 	}
@@ -164,11 +183,13 @@ func TestProcessBadDatabase(t *testing.T) {
 }
 
 // TestProcessMigrate: a fresh PostgreSQL schema is refused with a message
-// naming `dbworker migrate`, which then makes the worker run.
+// naming `dbworker migrate`, which then makes the worker run. The migration
+// is applied (and checked) by the stock dbworker, the worker is the example
+// one.
 func TestProcessMigrate(t *testing.T) {
 	t.Parallel()
 	dsn := dbtest.PostgresDSN(t)
-	code, _, stderr := dbworker(t, "--database", dsn, "--batch")
+	code, _, stderr := exampleWorker(t, "--database", dsn, "--batch")
 	if code != 1 {
 		t.Errorf("missing schema: exit %d; want 1", code)
 	}
@@ -177,13 +198,16 @@ func TestProcessMigrate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("migrate: exit %d; stdout %q; stderr:\n%s", code, stdout, stderr)
 	}
-	if code, _, stderr := dbworker(t, "--database", dsn, "--batch"); code != 0 {
+	if code, stdout, stderr := dbworker(t, "check", "--database", dsn); code != 0 || !strings.Contains(stdout, "ok") {
+		t.Errorf("check after migrate: exit %d; stdout %q; stderr:\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := exampleWorker(t, "--database", dsn, "--batch"); code != 0 {
 		t.Errorf("worker after migrate: exit %d; stderr:\n%s", code, stderr)
 	}
 }
 
 // TestProcessBatch: --batch runs the example tasks that are due, then exits
-// 0.
+// 0 (the example worker).
 func TestProcessBatch(t *testing.T) {
 	t.Parallel()
 	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
@@ -198,7 +222,7 @@ func TestProcessBatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		code, _, stderr := dbworker(t, workerArgs(b, dsn, "--batch")...)
+		code, _, stderr := exampleWorker(t, workerArgs(b, dsn, "--batch")...)
 		if code != 0 {
 			t.Fatalf("exit %d; stderr:\n%s", code, stderr)
 		}
@@ -233,7 +257,7 @@ func TestProcessGracefulStop(t *testing.T) {
 		b := openBackend(t, dsn)
 		const n = 20
 		enqueueSleeps(t, b, n, 1000)
-		p := start(t, workerArgs(b, dsn, "--concurrency", "20")...)
+		p := start(t, exampleBinary, workerArgs(b, dsn, "--concurrency", "20")...)
 		waitUntil(t, 10*time.Second, "20 running tasks", func() bool { return statuses(t, b)[tasks.StatusRunning] == n })
 		p.signal(syscall.SIGTERM)
 		if code := p.wait(); code != 0 {
@@ -255,7 +279,7 @@ func TestProcessSecondSignal(t *testing.T) {
 		b := openBackend(t, dsn)
 		const n = 20
 		rs := enqueueSleeps(t, b, n, 1500)
-		p := start(t, workerArgs(b, dsn, "--concurrency", "20")...)
+		p := start(t, exampleBinary, workerArgs(b, dsn, "--concurrency", "20")...)
 		waitUntil(t, 10*time.Second, "20 running tasks", func() bool { return statuses(t, b)[tasks.StatusRunning] == n })
 		p.signal(syscall.SIGTERM)
 		// Two signals sent back to back may be delivered as one.
@@ -274,7 +298,7 @@ func TestProcessSecondSignal(t *testing.T) {
 				t.Errorf("handed back: %s, attempts %d, errors %v; want READY, 0, none", r.Status, r.Attempts, r.Errors)
 			}
 		}
-		if code, _, stderr := dbworker(t, workerArgs(b, dsn, "--concurrency", "20", "--batch")...); code != 0 {
+		if code, _, stderr := exampleWorker(t, workerArgs(b, dsn, "--concurrency", "20", "--batch")...); code != 0 {
 			t.Fatalf("later worker: exit %d; stderr:\n%s", code, stderr)
 		}
 		for _, r := range rs {
@@ -284,6 +308,145 @@ func TestProcessSecondSignal(t *testing.T) {
 			if v, err := r.Value(); err != nil || v != 1500 || r.Attempts != 1 {
 				t.Errorf("later run: %d, %v, attempts %d; want 1500, SUCCESSFUL, 1", v, err, r.Attempts)
 			}
+		}
+	})
+}
+
+// TestProcessStockWorker: the stock dbworker, as `go install` builds it,
+// contains no tasks. Asked to run a worker, it explains that on stderr,
+// shows how to build a worker with tasks and exits 2, before it opens the
+// database (the default DSN would create gotasks.db in its directory); its
+// other sub-commands work.
+func TestProcessStockWorker(t *testing.T) {
+	t.Parallel()
+	type outcome struct {
+		Code          int
+		Stdout        string
+		Files         []string // created in the working directory
+		MissingPieces []string // of the explanation on stderr
+	}
+	explanation := []string{
+		"dbworker: no tasks are compiled into this binary, so it has nothing to run; not starting.",
+		"Tasks are Go functions (tasks.Define) that must be\ncompiled into the worker",
+		`This binary can
+still apply and check the schema: "dbworker migrate", "dbworker check".`,
+		`	package main
+
+	import (
+		"os"
+
+		"github.com/gotasks/gotasks/cmd/dbworker/workercmd"
+
+		_ "example.com/myapp/jobs" // defines (registers) your tasks
+	)
+
+	func main() { os.Exit(workercmd.Main(os.Args[1:])) }
+`,
+		"go run ./examples/worker",
+	}
+	files := func(t *testing.T, dir string) []string {
+		t.Helper()
+		es, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	missing := func(s string, want []string) []string {
+		var out []string
+		for _, w := range want {
+			if !strings.Contains(s, w) {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"no arguments", nil},
+		{"batch on a SQLite file", []string{"--database", "sqlite://tasks.db", "--batch"}},
+		{"JSON logs", []string{"--log-format", "json", "--concurrency", "5"}},
+	} {
+		t.Run("refuses to run a worker/"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := start(t, binary, tc.args...)
+			got := outcome{Code: p.wait(), Stdout: p.stdout.String(), Files: files(t, p.cmd.Dir),
+				MissingPieces: missing(p.stderr.String(), explanation)}
+			if diff := cmp.Diff(outcome{Code: 2}, got); diff != "" {
+				t.Errorf("dbworker %q (-want +got):\n%s\nstderr:\n%s", tc.args, diff, p.stderr.String())
+			}
+		})
+	}
+	t.Run("help says it has no tasks", func(t *testing.T) {
+		t.Parallel()
+		code, _, stderr := dbworker(t, "--help")
+		got := outcome{Code: code, MissingPieces: missing(stderr, []string{"Tasks compiled into this binary: none", "dbworker tasks"})}
+		if diff := cmp.Diff(outcome{Code: 0}, got); diff != "" {
+			t.Errorf("--help (-want +got):\n%s\nstderr:\n%s", diff, stderr)
+		}
+	})
+	t.Run("tasks lists none", func(t *testing.T) {
+		t.Parallel()
+		code, stdout, stderr := dbworker(t, "tasks")
+		got := outcome{Code: code, Stdout: stdout,
+			MissingPieces: missing(stderr, append([]string{"dbworker tasks: no tasks are compiled into this binary."}, explanation[1:]...))}
+		if diff := cmp.Diff(outcome{Code: 0}, got); diff != "" {
+			t.Errorf("tasks (-want +got):\n%s\nstderr:\n%s", diff, stderr)
+		}
+	})
+	t.Run("migrate and check work", func(t *testing.T) {
+		t.Parallel()
+		dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+			type step struct {
+				Code   int
+				Stdout string
+				Stderr string
+			}
+			var got []step
+			for _, sub := range []string{"migrate", "check"} {
+				code, stdout, stderr := dbworker(t, sub, "--database", dsn)
+				got = append(got, step{code, strings.SplitN(stdout, ": ok", 2)[0], stderr})
+			}
+			dialect := strings.SplitN(dsn, ":", 2)[0]
+			want := []step{{0, "gotasks schema is up to date\n", ""}, {0, `backend "default" on ` + dialect, ""}}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("migrate, check (-want +got):\n%s", diff)
+			}
+		})
+	})
+}
+
+// TestProcessExampleWorker: examples/worker is the command with the
+// example tasks; it lists them, and logs them when it starts.
+func TestProcessExampleWorker(t *testing.T) {
+	t.Parallel()
+	want := []string{"examples.divide", "examples.flaky", "examples.noop", "examples.report",
+		"examples.send_email", "examples.sleep", "examples.sum"}
+	t.Run("tasks", func(t *testing.T) {
+		t.Parallel()
+		code, stdout, stderr := exampleWorker(t, "tasks")
+		if code != 0 || stderr != "" {
+			t.Errorf("exit %d; want 0; stderr:\n%s", code, stderr)
+		}
+		if diff := cmp.Diff(want, strings.Fields(stdout)); diff != "" {
+			t.Errorf("tasks (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("start-up log", func(t *testing.T) {
+		t.Parallel()
+		code, _, stderr := exampleWorker(t, "--database", dbtest.SQLiteDSN(t), "--batch")
+		if code != 0 {
+			t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+		}
+		line := `msg="gotasks: tasks this worker can run" count=7 tasks="[` + strings.Join(want, " ") + `]"`
+		if !strings.Contains(stderr, line) {
+			t.Errorf("no log line %s:\n%s", line, stderr)
 		}
 	})
 }

@@ -1,19 +1,37 @@
-// Command dbworker runs the tasks of a gotasks database backend (SPEC §7).
+// Command dbworker is the stock gotasks worker command (SPEC §7): it applies
+// and checks the database backend's schema, and it is the template of the
+// worker binary you build with your own tasks.
 //
-//	dbworker --database postgres://… --queues default,emails --concurrency 20
+//	go install github.com/gotasks/gotasks/cmd/dbworker@latest
 //	dbworker migrate --database postgres://…
+//	dbworker check --database postgres://…
+//	dbworker tasks
 //	dbworker --help
 //
-// This binary includes the example tasks of package exampletasks. An
-// application builds its own dbworker, importing its tasks, in a few lines:
-// see package workercmd.
+// This binary contains no task code. Tasks are Go functions that must be
+// compiled into the worker that runs them, so run without a sub-command it
+// does not start a worker: it says so on stderr, shows how to build your own
+// worker in a few lines with package workercmd, and exits 2 (ExitUsage):
+//
+//	package main
+//
+//	import (
+//		"os"
+//
+//		"github.com/gotasks/gotasks/cmd/dbworker/workercmd"
+//		_ "example.com/app/tasks" // defines (registers) the tasks
+//	)
+//
+//	func main() { os.Exit(workercmd.Main(os.Args[1:])) }
+//
+// The same command with the repository's example tasks compiled in is
+// examples/worker (go run ./examples/worker --help).
 package main
 
 import (
 	"os"
 
 	"github.com/gotasks/gotasks/cmd/dbworker/workercmd"
-	_ "github.com/gotasks/gotasks/examples/exampletasks" // registers the example tasks
 )
 
 func main() { os.Exit(workercmd.Main(os.Args[1:])) }

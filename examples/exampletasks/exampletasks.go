@@ -1,5 +1,6 @@
 // Package exampletasks defines the example tasks used by the quickstart
-// program and built into cmd/dbworker. Importing it registers them.
+// program and built into the example worker (examples/worker). Importing it
+// registers them.
 package exampletasks
 
 import (
@@ -89,7 +90,8 @@ var Noop = tasks.Define("examples.noop", func(ctx context.Context, _ struct{}) (
 
 // Sleep waits for the given number of milliseconds and returns it. It
 // honours its context: cancelled (a worker's hard stop, a timeout), it fails
-// with the context's error at once. Used by the shutdown tests of dbworker.
+// with the context's error at once. Used by the shutdown tests of the
+// worker command.
 var Sleep = tasks.Define("examples.sleep", func(ctx context.Context, ms int) (int, error) {
 	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 	defer t.Stop()

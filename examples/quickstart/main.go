@@ -78,7 +78,8 @@ func run() error {
 	}
 	disconnect()
 
-	// 3. Run a worker until no task is left (dbworker --batch does the same).
+	// 3. Run a worker until no task is left (go run ./examples/worker --batch
+	// does the same in a separate process).
 	w, err := database.NewWorker(b, database.WorkerConfig{ExitWhenEmpty: true, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		return err

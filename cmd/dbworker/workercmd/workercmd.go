@@ -14,7 +14,26 @@
 //	func main() { os.Exit(workercmd.Main(os.Args[1:])) }
 //
 // Sub-commands: (none) runs a worker; "migrate" applies the schema
-// migrations (--sql prints them instead); "check" checks the backend.
+// migrations (--sql prints them instead); "check" checks the backend;
+// "tasks" lists the task names compiled into the binary, one a line.
+//
+// # Tasks are compiled in
+//
+// Tasks are Go functions (tasks.Define): a worker runs only the tasks
+// compiled into its binary, and fails a claimed row whose task it does not
+// know as permanently FAILED (tasks.ErrUnknownTask). At start-up the worker
+// logs the names of the tasks it can run. A binary with no tasks at all, such
+// as the stock dbworker installed with
+//
+//	go install github.com/gotasks/gotasks/cmd/dbworker@latest
+//
+// or an application's worker that forgot the blank import of its tasks
+// package, can only fail whatever it claims. So instead of running, the
+// worker prints to stderr that the binary contains no task code and how to
+// build a worker that does, and returns ExitUsage before it opens the
+// database (so it neither creates a SQLite file nor claims a task). The
+// sub-commands "migrate", "check" and "tasks" need no tasks and work in any
+// binary.
 package workercmd
 
 import (
@@ -39,7 +58,7 @@ import (
 const (
 	ExitOK       = 0
 	ExitError    = 1 // runtime failure: bad DSN, database unreachable, schema missing
-	ExitUsage    = 2 // bad flags or arguments
+	ExitUsage    = 2 // bad flags or arguments, or a worker started in a binary with no tasks
 	ExitHardStop = 3 // a second signal cancelled running tasks (handed back for retry)
 )
 
@@ -59,6 +78,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, sig <-cha
 			return runMigrate(ctx, args[1:], stdout, stderr)
 		case "check":
 			return runCheck(ctx, args[1:], stdout, stderr)
+		case "tasks":
+			return runTasks(args[1:], stdout, stderr)
 		}
 	}
 	return runWorker(ctx, args, stdout, stderr, sig)
@@ -107,12 +128,15 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 const workerUsage = `Usage: dbworker [flags]
        dbworker migrate [--sql] [--database DSN]
        dbworker check [--database DSN]
+       dbworker tasks
 
-Runs the tasks of a gotasks database backend. The first SIGINT/SIGTERM stops
-claiming and lets running tasks finish (up to --grace-period), then exits 0;
-a second one cancels running tasks, hands them back for retry and exits 3.
+Runs the tasks of a gotasks database backend: only the tasks compiled into
+this binary ("dbworker tasks" lists them; a binary with none refuses to run a
+worker and says how to build one). The first SIGINT/SIGTERM stops claiming
+and lets running tasks finish (up to --grace-period), then exits 0; a second
+one cancels running tasks, hands them back for retry and exits 3.
 Exit codes: 0 ok, 1 runtime error (database unreachable, schema missing),
-2 bad usage, 3 stopped hard.
+2 bad usage or no tasks in this binary, 3 stopped hard.
 
 Flags:
 `
@@ -125,6 +149,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 		jitter, interval, sleepF time.Duration
 	)
 	fs := newFlagSet("dbworker", workerUsage, stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, workerUsage)
+		fs.PrintDefaults()
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, tasksLine(taskNames()))
+	}
 	c.register(fs)
 	fs.StringVar(&queues, "queues", "*", "comma-separated queues to run, * for all")
 	fs.StringVar(&queues, "queue", "*", "alias of --queues")
@@ -165,6 +195,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 		return ExitUsage
 	}
 	cfg.Logger = log
+	names := taskNames()
+	if len(names) == 0 {
+		fmt.Fprint(stderr, "dbworker: no tasks are compiled into this binary, so it has nothing to run; not starting.\n\n")
+		fmt.Fprint(stderr, noTasksHelp)
+		return ExitUsage
+	}
 
 	if sig == nil {
 		ch := make(chan os.Signal, 2)
@@ -196,6 +232,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 		fmt.Fprintln(stderr, "dbworker:", err)
 		return ExitError
 	}
+	// Logged once started, so that a start-up error stays the only line.
+	log.Info("gotasks: tasks this worker can run", "count", len(names), "tasks", names)
 	// A stop by itself (--duration, --max-tasks, --batch) is graceful like
 	// the first signal: bounded by the grace period, and signals still
 	// work during it (the first is acknowledged, the second stops hard).
@@ -323,5 +361,79 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return ExitError
 	}
 	fmt.Fprintf(stdout, "backend %q on %s: ok (flags %v)\n", b.Name(), b.Dialect(), b.Capabilities())
+	return ExitOK
+}
+
+// taskNames lists the task names compiled into the binary, sorted. A
+// variable so that tests can stand in for a binary without tasks.
+var taskNames = tasks.TaskNames
+
+// tasksLine is the last line of the worker's --help: the tasks it can run.
+func tasksLine(names []string) string {
+	if len(names) == 0 {
+		return "Tasks compiled into this binary: none. It can migrate and check, but not run a\nworker; \"dbworker tasks\" says how to build one that can."
+	}
+	return fmt.Sprintf("Tasks compiled into this binary (%d): %s", len(names), strings.Join(names, ", "))
+}
+
+// noTasksHelp explains, after a first line saying that the binary has no
+// tasks, why a worker needs its tasks compiled in and how to build one.
+const noTasksHelp = `This is the stock dbworker, or a worker built without importing the package
+that defines its tasks. Tasks are Go functions (tasks.Define) that must be
+compiled into the worker: they cannot be loaded at run time. A worker without
+them would claim your tasks and fail each one as unknown. This binary can
+still apply and check the schema: "dbworker migrate", "dbworker check".
+
+Build your own worker: a main package that imports your tasks and hands over
+to package workercmd, the whole dbworker command as a library:
+
+	package main
+
+	import (
+		"os"
+
+		"github.com/gotasks/gotasks/cmd/dbworker/workercmd"
+
+		_ "example.com/myapp/jobs" // defines (registers) your tasks
+	)
+
+	func main() { os.Exit(workercmd.Main(os.Args[1:])) }
+
+Save it as cmd/myworker/main.go in your module, then "go build -o myworker
+./cmd/myworker"; "./myworker tasks" lists the tasks it can run, "./myworker
+--help" the flags. To try the example tasks of the gotasks repository:
+"go run ./examples/worker --help".
+Docs: https://pkg.go.dev/github.com/gotasks/gotasks/cmd/dbworker/workercmd
+`
+
+const tasksUsage = `Usage: dbworker tasks
+
+Lists the names of the tasks compiled into this binary, which are the tasks
+its worker can run, one a line on stdout, sorted. With none, it prints nothing
+on stdout, explains on stderr how to build a worker with tasks, and exits 0.
+`
+
+func runTasks(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("dbworker tasks", tasksUsage, stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dbworker tasks: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return ExitUsage
+	}
+	names := taskNames()
+	if len(names) == 0 {
+		fmt.Fprint(stderr, "dbworker tasks: no tasks are compiled into this binary.\n\n")
+		fmt.Fprint(stderr, noTasksHelp)
+		return ExitOK
+	}
+	for _, n := range names {
+		fmt.Fprintln(stdout, n)
+	}
 	return ExitOK
 }

@@ -3,6 +3,7 @@ package workercmd_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -363,4 +364,177 @@ func TestCheckMissingSQLiteFile(t *testing.T) {
 	if _, err := os.Stat(path); err == nil {
 		t.Errorf("check created %s", path)
 	}
+}
+
+// exampleTaskNames are the tasks this test binary has compiled in (package
+// exampletasks), sorted.
+var exampleTaskNames = []string{"examples.divide", "examples.flaky", "examples.noop", "examples.report",
+	"examples.send_email", "examples.sleep", "examples.sum"}
+
+// lines splits output into its non-empty lines.
+func lines(s string) []string {
+	var out []string
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// noTasksMessage is what a binary without tasks must explain, in pieces.
+var noTasksMessage = []string{
+	"no tasks are compiled into this binary",
+	"Tasks are Go functions",
+	"compiled into the worker",
+	`"dbworker migrate", "dbworker check"`,
+	"package main",
+	`"github.com/gotasks/gotasks/cmd/dbworker/workercmd"`,
+	`_ "example.com/myapp/jobs"`,
+	"func main() { os.Exit(workercmd.Main(os.Args[1:])) }",
+	"go run ./examples/worker",
+}
+
+// missing returns the pieces of want that s does not contain.
+func missing(s string, want []string) []string {
+	var out []string
+	for _, w := range want {
+		if !strings.Contains(s, w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// TestNoTasks: the command in a binary without tasks (the stock dbworker)
+// refuses to run a worker, before it opens the database, with a message
+// saying why and how to build a worker; its sub-commands work. (Not
+// parallel: it replaces the binary's task list.)
+func TestNoTasks(t *testing.T) {
+	workercmd.SetTaskNames(t, nil)
+	type outcome struct {
+		Code          int
+		Stdout        string
+		DatabaseMade  bool
+		MissingPieces []string
+	}
+	t.Run("worker refuses to start", func(t *testing.T) {
+		for _, args := range [][]string{nil, {"--batch"}, {"--concurrency", "5", "--log-format", "json"}} {
+			path := t.TempDir() + "/tasks.db"
+			code, stdout, stderr := run(t, nil, append([]string{"--database", "sqlite://" + path}, args...)...)
+			_, statErr := os.Stat(path)
+			got := outcome{code, stdout, statErr == nil, missing(stderr, noTasksMessage)}
+			want := outcome{Code: workercmd.ExitUsage}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%q (-want +got):\n%s\nstderr:\n%s", args, diff, stderr)
+			}
+			if first := lines(stderr)[0]; !strings.HasPrefix(first, "dbworker: no tasks are compiled into this binary") {
+				t.Errorf("%q: first line %q; want the reason first", args, first)
+			}
+		}
+	})
+	t.Run("flag errors come first", func(t *testing.T) {
+		code, _, stderr := run(t, nil, "--no-such-flag")
+		got := outcome{Code: code, MissingPieces: missing(stderr, []string{"no-such-flag"})}
+		if diff := cmp.Diff(outcome{Code: workercmd.ExitUsage}, got); diff != "" {
+			t.Errorf("--no-such-flag (-want +got):\n%s\nstderr:\n%s", diff, stderr)
+		}
+		if strings.Contains(stderr, "no tasks are compiled") {
+			t.Errorf("a flag error also gets the no-tasks message:\n%s", stderr)
+		}
+	})
+	t.Run("help says there are none", func(t *testing.T) {
+		code, _, stderr := run(t, nil, "--help")
+		got := outcome{Code: code, MissingPieces: missing(stderr, []string{"Tasks compiled into this binary: none", "-database", "dbworker tasks"})}
+		if diff := cmp.Diff(outcome{Code: workercmd.ExitOK}, got); diff != "" {
+			t.Errorf("--help (-want +got):\n%s\nstderr:\n%s", diff, stderr)
+		}
+	})
+	t.Run("tasks lists none", func(t *testing.T) {
+		code, stdout, stderr := run(t, nil, "tasks")
+		got := outcome{Code: code, Stdout: stdout, MissingPieces: missing(stderr, noTasksMessage)}
+		if diff := cmp.Diff(outcome{Code: workercmd.ExitOK}, got); diff != "" {
+			t.Errorf("tasks (-want +got):\n%s\nstderr:\n%s", diff, stderr)
+		}
+	})
+	t.Run("migrate and check work", func(t *testing.T) {
+		dsn := dbtest.SQLiteDSN(t)
+		type step struct {
+			Code   int
+			Stdout string
+		}
+		var got []step
+		for _, sub := range []string{"migrate", "check"} {
+			code, stdout, stderr := run(t, nil, sub, "--database", dsn)
+			if stderr != "" {
+				t.Errorf("%s: stderr:\n%s", sub, stderr)
+			}
+			got = append(got, step{code, strings.SplitN(stdout, " (", 2)[0]})
+		}
+		want := []step{{workercmd.ExitOK, "gotasks schema is up to date\n"}, {workercmd.ExitOK, `backend "default" on sqlite: ok`}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("migrate, check (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestTasks: "tasks" lists the tasks compiled into the binary, one a line,
+// and a worker logs them when it starts.
+func TestTasks(t *testing.T) {
+	t.Parallel()
+	t.Run("sub-command", func(t *testing.T) {
+		t.Parallel()
+		code, stdout, stderr := run(t, nil, "tasks")
+		if code != workercmd.ExitOK || stderr != "" {
+			t.Errorf("exit %d; want 0; stderr:\n%s", code, stderr)
+		}
+		if diff := cmp.Diff(exampleTaskNames, lines(stdout)); diff != "" {
+			t.Errorf("tasks (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("usage", func(t *testing.T) {
+		t.Parallel()
+		var got []int
+		for _, args := range [][]string{{"tasks", "--help"}, {"tasks", "extra"}, {"tasks", "--database", "x"}} {
+			code, _, _ := run(t, nil, args...)
+			got = append(got, code)
+		}
+		if diff := cmp.Diff([]int{workercmd.ExitOK, workercmd.ExitUsage, workercmd.ExitUsage}, got); diff != "" {
+			t.Errorf("exit codes of tasks --help, tasks extra, tasks --database (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("help", func(t *testing.T) {
+		t.Parallel()
+		_, _, stderr := run(t, nil, "--help")
+		want := "Tasks compiled into this binary (7): " + strings.Join(exampleTaskNames, ", ")
+		if !strings.Contains(stderr, want) {
+			t.Errorf("--help does not say %q:\n%s", want, stderr)
+		}
+	})
+	t.Run("start-up log", func(t *testing.T) {
+		t.Parallel()
+		code, _, stderr := run(t, nil, "--database", dbtest.SQLiteDSN(t), "--batch", "--log-format", "json")
+		if code != workercmd.ExitOK {
+			t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+		}
+		type entry struct {
+			Msg   string   `json:"msg"`
+			Count int      `json:"count"`
+			Tasks []string `json:"tasks"`
+		}
+		var got []entry
+		for _, l := range lines(stderr) {
+			var e entry
+			if err := json.Unmarshal([]byte(l), &e); err != nil {
+				t.Fatalf("log line %q: %v", l, err)
+			}
+			if e.Tasks != nil { // the lines that list tasks
+				got = append(got, e)
+			}
+		}
+		want := []entry{{Msg: "gotasks: tasks this worker can run", Count: 7, Tasks: exampleTaskNames}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("log of the tasks (-want +got):\n%s", diff)
+		}
+	})
 }
