@@ -38,7 +38,7 @@ type fuzzArgs struct {
 	Nest map[string][]bool `json:"nest"`
 }
 
-// fuzzEcho returns its arguments: Execute must then return their encoding.
+// fuzzEcho returns its arguments: RunAttempt must then return their encoding.
 var fuzzEcho = tasks.Define("reliability_test.fuzz_echo", func(ctx context.Context, a fuzzArgs) (fuzzArgs, error) {
 	return a, nil
 })
@@ -52,7 +52,7 @@ var argSeeds = []string{
 	`{"key":"k","sleep_ms":1}`,
 }
 
-// FuzzArgs: stored arguments of any bytes decode (DecodeArgs, Execute) to
+// FuzzArgs: stored arguments of any bytes decode (DecodeArgs, RunAttempt) to
 // a value that survives another round trip, or fail with an *ArgsError —
 // never a panic, never a different error.
 func FuzzArgs(f *testing.F) {
@@ -81,23 +81,29 @@ func FuzzArgs(f *testing.F) {
 				t.Fatalf("args %q change on a second round trip (-first +second):\n%s", data, cmp.Diff(a, b))
 			}
 		}
-		out, xerr := tasks.Execute(context.Background(), &tasks.RawResult{ID: "fuzz", TaskName: fuzzEcho.Name(), Args: data})
+		var at tasks.Attempt
+		rec := &tasks.RawResult{ID: "fuzz", TaskName: fuzzEcho.Name(), Args: data, Status: tasks.StatusRunning, Attempts: 1}
+		tasks.RunAttempt(context.Background(), rec, tasks.AttemptConfig{}, func(a tasks.Attempt) { at = a })
+		out, xerr := at.Value, at.Err
 		if (err == nil) != (xerr == nil) {
-			t.Fatalf("DecodeArgs err = %v but Execute err = %v", err, xerr)
+			t.Fatalf("DecodeArgs err = %v but RunAttempt err = %v", err, xerr)
 		}
 		if xerr != nil {
 			var pe *tasks.PanicError
 			if errors.As(xerr, &pe) || !errors.As(xerr, &ae) {
-				t.Fatalf("Execute(%q): %v, want an *ArgsError", data, xerr)
+				t.Fatalf("RunAttempt(%q): %v, want an *ArgsError", data, xerr)
 			}
 			te := tasks.NewTaskError(1, time.Now(), xerr)
 			if te.Type == "" || te.Message == "" {
 				t.Fatalf("NewTaskError(%v) = %+v", xerr, te)
 			}
+			if at.Status != tasks.StatusFailed || at.Record == nil || at.Record.Message != te.Message {
+				t.Fatalf("RunAttempt(%q): %s with record %+v, want FAILED with the error recorded", data, at.Status, at.Record)
+			}
 			return
 		}
-		if !json.Valid(out) {
-			t.Fatalf("Execute(%q) returned invalid JSON %q", data, out)
+		if at.Status != tasks.StatusSuccessful || !json.Valid(out) {
+			t.Fatalf("RunAttempt(%q): %s with invalid JSON %q", data, at.Status, out)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gotasks/gotasks/internal/lifecycle"
 	"github.com/gotasks/gotasks/signals"
 	"github.com/gotasks/gotasks/tasks"
 )
@@ -144,38 +146,65 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
-// TestLifecycleSignals: tasks.Emit reaches the three signals of this
-// package, with the sender.
+// TestLifecycleSignals: the three signals of this package are the ones the
+// core sends through (internal/lifecycle), so the events of the implicit
+// default backend of package tasks reach their receivers, with the sender
+// and a copy of the result, without any set-up.
 func TestLifecycleSignals(t *testing.T) {
-	for _, c := range []struct {
-		ev tasks.Event
-		s  *signals.Signal
-	}{
-		{tasks.EventEnqueued, signals.TaskEnqueued},
-		{tasks.EventStarted, signals.TaskStarted},
-		{tasks.EventFinished, signals.TaskFinished},
-	} {
-		if signals.ForEvent(c.ev) != c.s {
-			t.Errorf("ForEvent(%d) = %v, want %s", c.ev, signals.ForEvent(c.ev), c.s.Name())
-		}
-		sender := "signals_test-" + c.s.Name()
-		var got []string
-		off := c.s.Connect(func(_ context.Context, from string, r *tasks.RawResult) {
-			if from == sender {
-				got = append(got, r.ID)
-			}
-		})
-		tasks.Emit(t.Context(), c.ev, sender, result("emitted"))
-		off()
-		if d := cmp.Diff([]string{"emitted"}, got); d != "" {
-			t.Errorf("%s via tasks.Emit (-want +got):\n%s", c.s.Name(), d)
-		}
-	}
-	if signals.ForEvent(0) != nil {
-		t.Error("ForEvent(0) != nil")
-	}
 	names := []string{signals.TaskEnqueued.Name(), signals.TaskStarted.Name(), signals.TaskFinished.Name()}
 	if d := cmp.Diff([]string{"task_enqueued", "task_started", "task_finished"}, names); d != "" {
 		t.Errorf("signal names (-want +got):\n%s", d)
 	}
+
+	t.Run("the core's instances", func(t *testing.T) {
+		for _, c := range []struct {
+			core *lifecycle.Signal[any]
+			s    *signals.Signal
+		}{
+			{lifecycle.TaskEnqueued, signals.TaskEnqueued},
+			{lifecycle.TaskStarted, signals.TaskStarted},
+			{lifecycle.TaskFinished, signals.TaskFinished},
+		} {
+			sender := "signals_test-" + c.s.Name()
+			var got []string
+			off := c.s.Connect(func(_ context.Context, from string, r *tasks.RawResult) {
+				if from == sender {
+					got = append(got, r.ID)
+				}
+			})
+			c.core.Send(t.Context(), sender, result("sent"))
+			off()
+			if d := cmp.Diff([]string{"sent"}, got); d != "" {
+				t.Errorf("%s sent by the core (-want +got):\n%s", c.s.Name(), d)
+			}
+		}
+	})
+
+	t.Run("the default backend", func(t *testing.T) {
+		if slices.Contains(tasks.BackendNames(), tasks.DefaultBackendName) {
+			t.Skip(`a backend is configured as "default"`)
+		}
+		var got []string
+		for _, s := range []*signals.Signal{signals.TaskEnqueued, signals.TaskStarted, signals.TaskFinished} {
+			t.Cleanup(s.Connect(func(_ context.Context, sender string, r *tasks.RawResult) {
+				if r.TaskName == echo.Name() {
+					got = append(got, s.Name()+":"+sender+":"+string(r.Status))
+					r.Status = "changed by a receiver"
+				}
+			}))
+		}
+		res, err := echo.Enqueue(t.Context(), "hi")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"task_enqueued:default:READY", "task_started:default:RUNNING", "task_finished:default:SUCCESSFUL"}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("signals of the default backend (-want +got):\n%s", d)
+		}
+		if v, err := res.Value(); err != nil || v != "hi" {
+			t.Errorf("Value() = %q, %v; receivers changed the result?", v, err)
+		}
+	})
 }
+
+var echo = tasks.Define("signals_test.echo", func(_ context.Context, s string) (string, error) { return s, nil })

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -183,99 +182,6 @@ func TestNewTaskError(t *testing.T) {
 	}
 	if got := (&tasks.TaskError{Message: "m"}).Error(); got != "m" {
 		t.Errorf("TaskError.Error() without type = %q", got)
-	}
-}
-
-type execArgs struct {
-	Mode string `json:"mode"`
-}
-
-var execTask = tasks.Define("tasks_test.exec", func(ctx context.Context, a execArgs) (any, error) {
-	switch a.Mode {
-	case "ok":
-		return map[string]int{"x": 1}, nil
-	case "panic":
-		panic("exec panic")
-	case "nan":
-		return math.NaN(), nil
-	case "chan":
-		return struct{ C chan int }{}, nil
-	case "sleep":
-		<-ctx.Done()
-		return nil, fmt.Errorf("sleep: %w", ctx.Err())
-	case "sleep-then-panic":
-		<-ctx.Done()
-		panic("late panic")
-	}
-	return nil, errors.New("unknown mode")
-}, tasks.WithTimeout(time.Hour))
-
-var slowByDefinition = tasks.Define("tasks_test.slow-by-definition", func(ctx context.Context, _ struct{}) (int, error) {
-	<-ctx.Done()
-	return 0, ctx.Err()
-}, tasks.WithTimeout(20*time.Millisecond))
-
-func rec(name, args string, timeout time.Duration) *tasks.RawResult {
-	return &tasks.RawResult{ID: tasks.NewID(), TaskName: name, Args: json.RawMessage(args), Timeout: timeout}
-}
-
-func TestExecute(t *testing.T) {
-	ctx := t.Context()
-
-	out, err := tasks.Execute(ctx, rec(execTask.Name(), `{"mode":"ok"}`, 0))
-	if err != nil || string(out) != `{"x":1}` {
-		t.Errorf("ok: %s, %v", out, err)
-	}
-
-	_, err = tasks.Execute(ctx, rec("tasks_test.no-such-task", `{}`, 0))
-	if !errors.Is(err, tasks.ErrUnknownTask) || !strings.Contains(err.Error(), "tasks_test.no-such-task") {
-		t.Errorf("unknown task: %v, want ErrUnknownTask naming it", err)
-	}
-
-	_, err = tasks.Execute(ctx, rec(execTask.Name(), `{"mode":1}`, 0))
-	var ae *tasks.ArgsError
-	if !errors.As(err, &ae) || ae.Task != execTask.Name() {
-		t.Errorf("bad args: %v (%T), want *tasks.ArgsError", err, err)
-	}
-	_, err = tasks.Execute(ctx, rec(execTask.Name(), `not json`, 0))
-	if !errors.As(err, &ae) {
-		t.Errorf("args that are not JSON: %v (%T), want *tasks.ArgsError", err, err)
-	}
-
-	_, err = tasks.Execute(ctx, rec(execTask.Name(), `{"mode":"panic"}`, 0))
-	var pe *tasks.PanicError
-	if !errors.As(err, &pe) || pe.Value != "exec panic" || !strings.Contains(pe.Stack, "tasks_test") {
-		t.Errorf("panic: %v (%T), want *tasks.PanicError with a stack", err, err)
-	}
-
-	for _, mode := range []string{"nan", "chan"} {
-		_, err = tasks.Execute(ctx, rec(execTask.Name(), `{"mode":"`+mode+`"}`, 0))
-		var re *tasks.ReturnValueError
-		if !errors.As(err, &re) || re.Task != execTask.Name() {
-			t.Errorf("%s return value: %v (%T), want *tasks.ReturnValueError", mode, err, err)
-		}
-	}
-
-	_, err = tasks.Execute(ctx, rec(execTask.Name(), `{"mode":"sleep"}`, 10*time.Millisecond))
-	var te *tasks.TimeoutError
-	if !errors.As(err, &te) || te.Timeout != 10*time.Millisecond || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("timeout from the result: %v (%T), want *tasks.TimeoutError of 10ms", err, err)
-	}
-	_, err = tasks.Execute(ctx, rec(slowByDefinition.Name(), `{}`, 0))
-	if !errors.As(err, &te) || te.Timeout != 20*time.Millisecond {
-		t.Errorf("timeout from the definition: %v (%T), want *tasks.TimeoutError of 20ms", err, err)
-	}
-	_, err = tasks.Execute(ctx, rec(execTask.Name(), `{"mode":"sleep-then-panic"}`, 10*time.Millisecond))
-	if !errors.As(err, &pe) || errors.As(err, &te) {
-		t.Errorf("panic after the timeout: %v (%T), want a *tasks.PanicError only", err, err)
-	}
-
-	// A cancelled caller is not a timeout.
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	_, err = tasks.Execute(cctx, rec(execTask.Name(), `{"mode":"sleep"}`, time.Minute))
-	if errors.As(err, &te) || !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled caller: %v (%T), want context.Canceled and no TimeoutError", err, err)
 	}
 }
 

@@ -1,6 +1,8 @@
 package tasks
 
 import (
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -128,6 +130,30 @@ func (o *options) validate() error {
 	}
 	if len(o.creator) > 255 {
 		return invalidf("creator is longer than 255 bytes")
+	}
+	return nil
+}
+
+// Backoff returns the delay before the retry that follows failed attempt n
+// (1-based).
+type Backoff func(attempt int) time.Duration
+
+// DefaultMaxAttempts is the number of attempts a task gets when neither it
+// nor its backend says otherwise (django-background-tasks' MAX_ATTEMPTS).
+const DefaultMaxAttempts = 25
+
+// DefaultBackoff waits attempt⁴ + 5 seconds (django-background-tasks).
+func DefaultBackoff(attempt int) time.Duration {
+	a := time.Duration(attempt)
+	return (a*a*a*a + 5) * time.Second
+}
+
+// ConstantBackoff returns a Backoff that always waits d.
+func ConstantBackoff(d time.Duration) Backoff { return func(int) time.Duration { return d } }
+
+func validQueueName(q string) error {
+	if q == "" || len(q) > 64 || strings.TrimSpace(q) != q || strings.ContainsAny(q, ",*") {
+		return fmt.Errorf("queue name %q must be 1-64 characters without spaces at the ends, ',' or '*'", q)
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ func GetBackend(name string) (Backend, error) {
 			return b, nil
 		}
 		if backends.fallback == nil {
-			backends.fallback = NewInlineBackend()
+			backends.fallback = newFallback()
 		}
 		return backends.fallback, nil
 	}

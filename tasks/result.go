@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 )
@@ -127,6 +128,17 @@ func clonePtr[T any](p *T) *T {
 	}
 	v := *p
 	return &v
+}
+
+// LogValue implements slog.LogValuer: a result is logged as a group of its
+// task name, id, status and attempts (not its arguments, which may be large
+// or secret).
+func (r *RawResult) LogValue() slog.Value {
+	if r == nil {
+		return slog.Value{}
+	}
+	return slog.GroupValue(slog.String("task", r.TaskName), slog.String("id", r.ID),
+		slog.String("status", string(r.Status)), slog.Int("attempts", r.Attempts))
 }
 
 // LastError returns the most recent failed attempt, or nil.

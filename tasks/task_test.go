@@ -222,19 +222,29 @@ func TestUnconfiguredDefaultRunsImmediately(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inline, ok := b1.(*tasks.InlineBackend)
-	if !ok || b1 != b2 {
-		t.Fatalf(`GetBackend("") = %T, GetBackend("default") = %T; want the same *tasks.InlineBackend`, b1, b2)
+	if b1 != b2 {
+		t.Fatalf(`GetBackend("") = %T, GetBackend("default") = %T; want the same backend`, b1, b2)
 	}
-	if inline.Name() != tasks.DefaultBackendName {
-		t.Errorf("fallback name %q", inline.Name())
+	if b1.Name() != tasks.DefaultBackendName {
+		t.Errorf("fallback name %q", b1.Name())
 	}
-	var senders []string
+	// The capabilities of backends/immediate.
+	if got, want := b1.Capabilities(), tasks.CanGetResult|tasks.CanPriority|tasks.CanTimeout; got != want {
+		t.Errorf("fallback capabilities %v, want %v", got, want)
+	}
+	var senders, events []string
 	t.Cleanup(signals.TaskFinished.Connect(func(_ context.Context, sender string, r *tasks.RawResult) {
 		if r.TaskName == addTask.Name() {
 			senders = append(senders, sender)
 		}
 	}))
+	for _, s := range []*signals.Signal{signals.TaskEnqueued, signals.TaskStarted, signals.TaskFinished} {
+		t.Cleanup(s.Connect(func(_ context.Context, sender string, r *tasks.RawResult) {
+			if r.TaskName == addTask.Name() && sender == tasks.DefaultBackendName {
+				events = append(events, s.Name()+":"+string(r.Status))
+			}
+		}))
+	}
 	res, err := addTask.Enqueue(t.Context(), addArgs{2, 40})
 	if err != nil {
 		t.Fatal(err)
@@ -247,6 +257,10 @@ func TestUnconfiguredDefaultRunsImmediately(t *testing.T) {
 	}
 	if d := cmp.Diff([]string{"default"}, senders); d != "" {
 		t.Errorf("TaskFinished senders (-want +got):\n%s", d)
+	}
+	wantEvents := []string{"task_enqueued:READY", "task_started:RUNNING", "task_finished:SUCCESSFUL"}
+	if d := cmp.Diff(wantEvents, events); d != "" {
+		t.Errorf("life-cycle signals of the fallback (-want +got):\n%s", d)
 	}
 	again, err := addTask.GetResult(t.Context(), res.ID)
 	if err != nil || again.ID != res.ID {

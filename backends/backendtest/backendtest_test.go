@@ -186,48 +186,42 @@ func (b *fake) drain(ctx context.Context) error {
 			return nil
 		}
 		signals.TaskStarted.Send(ctx, b.Name(), r)
-		out, err := tasks.Execute(ctx, r)
-		end := time.Now().UTC()
-		var next *tasks.RawResult
-		if err != nil {
-			r.Errors = append(r.Errors, tasks.NewTaskError(r.Attempts, end, err))
-			maxAttempts := cmp.Or(r.MaxAttempts, b.DefaultMaxAttempts())
-			if r.Attempts < maxAttempts {
-				backoff := b.DefaultBackoff()
-				if run, ok := tasks.Lookup(r.TaskName); ok && run.Defaults().Backoff != nil {
-					backoff = run.Defaults().Backoff
-				}
-				r.Status, r.RunAfter = tasks.StatusReady, end.Add(backoff(r.Attempts))
-			} else {
-				r.Status, r.FinishedAt = tasks.StatusFailed, &end
-			}
-		} else {
-			r.Status, r.ReturnValue, r.FinishedAt = tasks.StatusSuccessful, out, &end
-			if r.Repeat > 0 {
-				at := r.RunAfter.Add(r.Repeat)
-				for !at.After(end) {
-					at = at.Add(r.Repeat)
-				}
-				if r.RepeatUntil == nil || !at.After(*r.RepeatUntil) {
-					next = (&tasks.EnqueueRequest{
-						ID: tasks.NewID(), TaskName: r.TaskName, Args: r.Args, Priority: r.Priority, Queue: r.Queue,
-						RunAfter: at, MaxAttempts: r.MaxAttempts, Timeout: r.Timeout, VerboseName: r.VerboseName,
-						Creator: r.Creator, Repeat: r.Repeat,
-					}).NewRawResult(b.Name(), end)
-					next.RepeatUntil = r.RepeatUntil
-				}
-			}
+		// All that follows the attempt happens in finish, which also runs
+		// when the task calls runtime.Goexit.
+		tasks.RunAttempt(ctx, r, tasks.AttemptConfig{Backend: &b.BackendConfig, Retries: true}, func(a tasks.Attempt) {
+			a.Apply(r)
+			b.finish(ctx, r, a)
+		})
+	}
+}
+
+// finish stores the outcome of an attempt of r (the next run of a
+// repeating task included) and sends its signals.
+func (b *fake) finish(ctx context.Context, r *tasks.RawResult, a tasks.Attempt) {
+	var next *tasks.RawResult
+	if a.Status == tasks.StatusSuccessful && r.Repeat > 0 {
+		at := r.RunAfter.Add(r.Repeat)
+		for !at.After(a.End) {
+			at = at.Add(r.Repeat)
 		}
-		b.mu.Lock()
-		b.results[r.ID] = r.Clone()
-		if next != nil {
-			b.results[next.ID] = next.Clone()
-			b.order = append(b.order, next.ID)
+		if r.RepeatUntil == nil || !at.After(*r.RepeatUntil) {
+			next = (&tasks.EnqueueRequest{
+				ID: tasks.NewID(), TaskName: r.TaskName, Args: r.Args, Priority: r.Priority, Queue: r.Queue,
+				RunAfter: at, MaxAttempts: r.MaxAttempts, Timeout: r.Timeout, VerboseName: r.VerboseName,
+				Creator: r.Creator, Repeat: r.Repeat,
+			}).NewRawResult(b.Name(), a.End)
+			next.RepeatUntil = r.RepeatUntil
 		}
-		b.mu.Unlock()
-		signals.TaskFinished.Send(ctx, b.Name(), r)
-		if next != nil {
-			signals.TaskEnqueued.Send(ctx, b.Name(), next)
-		}
+	}
+	b.mu.Lock()
+	b.results[r.ID] = r.Clone()
+	if next != nil {
+		b.results[next.ID] = next.Clone()
+		b.order = append(b.order, next.ID)
+	}
+	b.mu.Unlock()
+	signals.TaskFinished.Send(ctx, b.Name(), r)
+	if next != nil {
+		signals.TaskEnqueued.Send(ctx, b.Name(), next)
 	}
 }

@@ -163,8 +163,14 @@ func Enqueued[A, R any](ctx context.Context, b *Backend, task *tasks.Task[A, R])
 
 // RunReady runs, one at a time in the caller's goroutine, every READY task
 // that is due, in claim order (priority, then run-after, then enqueue
-// time). Each gets one attempt with the life-cycle and signals of a worker:
-// RUNNING, then SUCCESSFUL or FAILED. It returns how many ran.
+// time). Each gets one attempt (tasks.RunAttempt) with the life-cycle and
+// signals of a worker: RUNNING, then SUCCESSFUL or FAILED. It returns how
+// many ran, and the context's error if ctx ended before every due task ran.
+//
+// A task's error or panic is recorded in its result, never returned. A task
+// that calls runtime.Goexit (as testing.T.FailNow does) is recorded FAILED,
+// with its TaskFinished signal, and then the calling goroutine exits, as
+// Goexit promises: the tasks after it do not run.
 func (b *Backend) RunReady(ctx context.Context) (int, error) {
 	return b.run(ctx, time.Now().UTC())
 }
@@ -186,21 +192,17 @@ func (b *Backend) run(ctx context.Context, due time.Time) (int, error) {
 		}
 		n++
 		signals.TaskStarted.Send(ctx, b.Name(), r)
-		out, err := tasks.Execute(ctx, r)
-		end := time.Now().UTC()
-		r.FinishedAt = &end
-		if err != nil {
-			r.Status = tasks.StatusFailed
-			r.Errors = append(r.Errors, tasks.NewTaskError(r.Attempts, end, err))
-		} else {
-			r.Status, r.ReturnValue = tasks.StatusSuccessful, out
-		}
-		b.mu.Lock()
-		if _, ok := b.results[r.ID]; ok { // unless Clear forgot it meanwhile
-			b.results[r.ID] = r.Clone()
-		}
-		b.mu.Unlock()
-		signals.TaskFinished.Send(ctx, b.Name(), r)
+		// Everything after the attempt happens in finish: it also runs when
+		// the task calls runtime.Goexit.
+		tasks.RunAttempt(ctx, r, tasks.AttemptConfig{Backend: &b.BackendConfig}, func(a tasks.Attempt) {
+			a.Apply(r)
+			b.mu.Lock()
+			if _, ok := b.results[r.ID]; ok { // unless Clear forgot it meanwhile
+				b.results[r.ID] = r.Clone()
+			}
+			b.mu.Unlock()
+			signals.TaskFinished.Send(ctx, b.Name(), r)
+		})
 	}
 }
 

@@ -1,11 +1,15 @@
 // Package immediate provides the immediate backend: each task runs in the
 // caller's goroutine during Enqueue, with the full status life-cycle and the
-// signals, as django-tasks' ImmediateBackend. It is meant for development
-// and is what "default" does when no backend is configured.
+// signals, as django-tasks' ImmediateBackend. It is meant for development.
+// When no backend is configured under "default", package tasks behaves as
+// an immediate backend with the default options.
 //
 // A task's error or panic is recorded in a FAILED result (type, message, and
 // the stack of a panic); Enqueue never returns the task's error and never
-// panics because of the task.
+// panics because of the task. A task that calls runtime.Goexit (as
+// testing.T.FailNow does) is recorded FAILED too, with its TaskFinished
+// signal, and then the goroutine that called Enqueue exits, as Goexit
+// promises.
 //
 // Flags: GetResult, Priority, Timeout. It cannot defer, cancel or repeat:
 // enqueueing with RunAfter/Delay or Repeat is an error wrapping
@@ -15,27 +19,93 @@
 package immediate
 
 import (
-	"github.com/gotasks/gotasks/tasks"
+	"context"
+	"fmt"
 
-	// Imported so that its receivers get the events of this backend.
-	_ "github.com/gotasks/gotasks/signals"
+	"github.com/gotasks/gotasks/internal/recent"
+	"github.com/gotasks/gotasks/tasks"
 )
 
-// Backend is the immediate backend.
-type Backend = tasks.InlineBackend
+// DefaultKeep is how many results a backend keeps for GetResult unless
+// WithKeep says otherwise.
+const DefaultKeep = 10000
 
-// Option configures the backend.
-type Option = tasks.InlineOption
+// Backend is the immediate backend. It is safe for concurrent use. Create it
+// with New.
+type Backend struct {
+	tasks.BackendConfig
+	keep    int
+	results *recent.Store[*tasks.RawResult]
+}
+
+var _ tasks.Backend = (*Backend)(nil)
+
+// Option configures a Backend.
+type Option func(*Backend)
+
+// WithConfig applies the shared backend options (name, allowed queues,
+// enqueue-on-commit default, …).
+func WithConfig(opts ...tasks.BackendOption) Option {
+	return func(b *Backend) { b.Apply(opts...) }
+}
+
+// WithKeep sets how many results are kept in memory for GetResult (default
+// DefaultKeep; the oldest are forgotten first). n ≤ 0 keeps every result.
+func WithKeep(n int) Option { return func(b *Backend) { b.keep = n } }
 
 // New returns an immediate backend; configure its name, allowed queues and
 // enqueue-on-commit default with tasks backend options:
 //
 //	b := immediate.New(immediate.WithConfig(tasks.WithName("dev")))
-func New(opts ...Option) *Backend { return tasks.NewInlineBackend(opts...) }
+func New(opts ...Option) *Backend {
+	b := &Backend{keep: DefaultKeep}
+	for _, o := range opts {
+		o(b)
+	}
+	b.results = recent.New[*tasks.RawResult](b.keep)
+	return b
+}
 
-// WithConfig applies the shared backend options (name, queues, …).
-func WithConfig(opts ...tasks.BackendOption) Option { return tasks.InlineConfig(opts...) }
+// Capabilities implements tasks.Backend: GetResult, Priority (trivially
+// honoured: each task runs as it is enqueued) and Timeout.
+func (b *Backend) Capabilities() tasks.Capabilities {
+	return tasks.CanGetResult | tasks.CanPriority | tasks.CanTimeout
+}
 
-// WithKeep sets how many results are kept in memory for GetResult
-// (default 10,000; the oldest are forgotten first).
-func WithKeep(n int) Option { return tasks.InlineKeep(n) }
+// Enqueue implements tasks.Backend: it runs the task before returning (see
+// tasks.RunInline) and returns the finished result.
+func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*tasks.RawResult, error) {
+	return tasks.RunInline(ctx, &b.BackendConfig, req, b.store), nil
+}
+
+// EnqueueMany implements tasks.Backend: it runs the tasks one after the
+// other.
+func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest) ([]*tasks.RawResult, error) {
+	out := make([]*tasks.RawResult, len(reqs))
+	for i, req := range reqs {
+		out[i] = tasks.RunInline(ctx, &b.BackendConfig, req, b.store)
+	}
+	return out, nil
+}
+
+func (b *Backend) store(r *tasks.RawResult) { b.results.Put(r.ID, r) }
+
+// GetResult implements tasks.Backend. A result forgotten to respect WithKeep
+// is not found.
+func (b *Backend) GetResult(_ context.Context, id string) (*tasks.RawResult, error) {
+	r, ok := b.results.Get(id)
+	if !ok {
+		return nil, fmt.Errorf("backend %q: result %q: %w", b.Name(), id, tasks.ErrResultNotFound)
+	}
+	return r.Clone(), nil
+}
+
+// Cancel implements tasks.Backend: immediate tasks are finished before
+// anyone could cancel them, so it returns an error wrapping
+// tasks.ErrNotSupported.
+func (b *Backend) Cancel(context.Context, string) error {
+	return fmt.Errorf("backend %q: cancel: %w", b.Name(), tasks.ErrNotSupported)
+}
+
+// Check implements tasks.Backend: it reports configuration problems.
+func (b *Backend) Check(context.Context) error { return b.CheckConfig() }

@@ -9,25 +9,32 @@ import (
 	"time"
 )
 
-// Runner is the untyped view of a defined task that backends use to run a
-// stored task by name.
+// This file is for backend authors: the registry of task functions by name.
+
+// Runner is the untyped view of a defined task, registered by Define under
+// its name. Backends run stored tasks through RunAttempt, which looks them
+// up; Lookup is for code that needs a definition itself.
 type Runner interface {
 	// TaskName is the registered name.
 	TaskName() string
-	// RunJSON decodes args, calls the function and encodes its return value.
-	// Decoding and encoding failures are returned as errors; panics are not
-	// recovered here (see Execute).
+	// RunJSON decodes args (an *ArgsError when they do not decode), calls the
+	// function and encodes its return value (a *ReturnValueError when it
+	// does not encode). Panics are not recovered here: RunAttempt recovers
+	// them.
 	RunJSON(ctx context.Context, args json.RawMessage) (json.RawMessage, error)
 	// Defaults returns the options the task was defined with.
 	Defaults() TaskDefaults
 }
 
 // TaskDefaults are the definition-time settings of a task that a worker
-// needs when it runs it.
+// needs when it runs it (see AttemptConfig.ResolvePolicy).
 type TaskDefaults struct {
+	// MaxAttempts is WithMaxAttempts; 0 when the task did not set it.
 	MaxAttempts int
-	Backoff     Backoff
-	Timeout     time.Duration
+	// Backoff is WithBackoff; nil when the task did not set it.
+	Backoff Backoff
+	// Timeout is WithTimeout; 0 when the task did not set it.
+	Timeout time.Duration
 }
 
 var registry = struct {
@@ -45,7 +52,7 @@ func register(r Runner) {
 	registry.m[name] = r
 }
 
-// Lookup returns the task registered under name.
+// Lookup returns the task registered under name, and whether there is one.
 func Lookup(name string) (Runner, bool) {
 	registry.RLock()
 	defer registry.RUnlock()
@@ -53,7 +60,8 @@ func Lookup(name string) (Runner, bool) {
 	return r, ok
 }
 
-// TaskNames lists the registered task names, sorted.
+// TaskNames lists the registered task names, sorted: what this binary can
+// run.
 func TaskNames() []string {
 	registry.RLock()
 	defer registry.RUnlock()

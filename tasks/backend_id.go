@@ -7,7 +7,9 @@ import (
 )
 
 // NewID returns a new result id: a UUIDv7 string (36 characters), so ids
-// sort roughly by creation time.
+// sort roughly by creation time. The core assigns the id of every
+// EnqueueRequest; backends call NewID for results they create themselves,
+// such as the next run of a repeating task.
 func NewID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails (Go ≥ 1.24)

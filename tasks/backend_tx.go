@@ -6,6 +6,9 @@ import (
 	"sync"
 )
 
+// This file is for backend authors and authors of transaction helpers: how
+// a transaction is made visible to Enqueue (enqueue-on-commit, SPEC §5).
+
 // TxHooks collects the work deferred to the commit of one transaction
 // (enqueue-on-commit, and signals of tasks inserted in the transaction). It
 // is storage-agnostic: a transaction helper (such as the database backend's

@@ -1,43 +1,61 @@
 package tasks
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
-	"runtime/debug"
 	"time"
 )
 
-// ArgsError reports stored arguments that do not decode to the task's Args.
+// This file is for backend authors (and middleware): the errors of a failed
+// attempt as RunAttempt reports them in Attempt.Err, and how a failure is
+// recorded in a result (NewTaskError). Results store them as TaskError
+// values, with the error's Go type by name.
+
+// ArgsError reports stored arguments that do not decode to the task's Args
+// (from RunAttempt, and from Task.DecodeArgs). It is a permanent failure:
+// the task is not retried.
 type ArgsError struct {
+	// Task is the task's name.
 	Task string
-	Err  error
+	// Err is the JSON decoding error.
+	Err error
 }
 
+// Error implements error.
 func (e *ArgsError) Error() string {
 	return fmt.Sprintf("task %q: arguments do not decode: %v", e.Task, e.Err)
 }
 
+// Unwrap returns Err.
 func (e *ArgsError) Unwrap() error { return e.Err }
 
-// ReturnValueError reports a return value that does not encode to JSON.
+// ReturnValueError reports a return value that does not encode to JSON;
+// the attempt fails.
 type ReturnValueError struct {
+	// Task is the task's name.
 	Task string
-	Err  error
+	// Err is the JSON encoding error.
+	Err error
 }
 
+// Error implements error.
 func (e *ReturnValueError) Error() string {
 	return fmt.Sprintf("task %q: return value does not encode to JSON: %v", e.Task, e.Err)
 }
 
+// Unwrap returns Err.
 func (e *ReturnValueError) Unwrap() error { return e.Err }
 
 // UnknownTaskError reports a stored task whose name is not registered in
-// the running binary. It matches ErrUnknownTask with errors.Is.
-type UnknownTaskError struct{ Name string }
+// the running binary. It matches ErrUnknownTask with errors.Is. It is a
+// permanent failure: the task is not retried.
+type UnknownTaskError struct {
+	// Name is the stored task name.
+	Name string
+}
 
+// Error implements error.
 func (e *UnknownTaskError) Error() string {
 	return fmt.Sprintf("task %q not registered in this binary (is the package that defines it imported?)", e.Name)
 }
@@ -48,62 +66,31 @@ func (e *UnknownTaskError) Is(target error) bool { return target == ErrUnknownTa
 // TimeoutError reports an attempt that failed after its timeout cancelled
 // its context.
 type TimeoutError struct {
+	// Timeout is the attempt's timeout.
 	Timeout time.Duration
-	Err     error
+	// Err is the error the task returned.
+	Err error
 }
 
+// Error implements error.
 func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("attempt timed out after %v: %v", e.Timeout, e.Err)
 }
 
+// Unwrap returns Err.
 func (e *TimeoutError) Unwrap() error { return e.Err }
 
-// PanicError reports a task that panicked.
+// PanicError reports a task that panicked. NewTaskError records it with the
+// type "panic" and the stack.
 type PanicError struct {
+	// Value is the value passed to panic.
 	Value any
+	// Stack is the stack of the panicking goroutine.
 	Stack string
 }
 
+// Error implements error.
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
-
-// Execute runs one attempt of the stored task rec in the calling goroutine:
-// it looks the task up by name, decodes the arguments, applies the timeout
-// (rec.Timeout, else the task's definition), calls the function with panics
-// recovered, and encodes the return value. It returns the JSON return value,
-// or the error of the failed attempt, which is never a panic. Use
-// NewTaskError to record it.
-func Execute(ctx context.Context, rec *RawResult) (json.RawMessage, error) {
-	r, ok := Lookup(rec.TaskName)
-	if !ok {
-		return nil, &UnknownTaskError{Name: rec.TaskName}
-	}
-	timeout := rec.Timeout
-	if timeout <= 0 {
-		timeout = r.Defaults().Timeout
-	}
-	runCtx := ctx
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		runCtx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
-	out, err := runRecovered(runCtx, r, rec.Args)
-	if err != nil && timeout > 0 && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
-		if _, isPanic := err.(*PanicError); !isPanic {
-			err = &TimeoutError{Timeout: timeout, Err: err}
-		}
-	}
-	return out, err
-}
-
-func runRecovered(ctx context.Context, r Runner, args json.RawMessage) (out json.RawMessage, err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			out, err = nil, &PanicError{Value: v, Stack: string(debug.Stack())}
-		}
-	}()
-	return r.RunJSON(ctx, args)
-}
 
 // NewTaskError describes the failure err of attempt number attempt at time
 // at: the Go type of the error (the first type under fmt/errors wrappers),

@@ -1,0 +1,55 @@
+// Package recent keeps the most recent values by id, up to a bound: the
+// result store of the backends that run tasks as they are enqueued (the
+// immediate backend and the core's implicit default), which keep results
+// for GetResult without growing without end.
+package recent
+
+import "sync"
+
+// Store maps ids to values and forgets the oldest ids beyond its bound. It
+// is safe for concurrent use. Values are stored as given: store copies
+// when the caller may change them later.
+type Store[V any] struct {
+	keep int
+
+	mu    sync.Mutex
+	m     map[string]V // guarded by mu
+	order []string     // ids, oldest first; guarded by mu
+}
+
+// New returns a store that keeps the keep most recently added ids; keep ≤ 0
+// keeps every id.
+func New[V any](keep int) *Store[V] {
+	return &Store[V]{keep: keep, m: map[string]V{}}
+}
+
+// Put stores v under id. A new id counts as the most recent; replacing the
+// value of a kept id does not change its place.
+func (s *Store[V]) Put(id string, v V) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[id]; !ok {
+		s.order = append(s.order, id)
+		for s.keep > 0 && len(s.order) > s.keep {
+			delete(s.m, s.order[0])
+			s.order[0] = "" // let the id be collected
+			s.order = s.order[1:]
+		}
+	}
+	s.m[id] = v
+}
+
+// Get returns the value stored under id, and whether it is kept.
+func (s *Store[V]) Get(id string) (V, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[id]
+	return v, ok
+}
+
+// Len returns the number of kept ids.
+func (s *Store[V]) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}

@@ -1,0 +1,277 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime/debug"
+	"time"
+)
+
+// This file is for backend authors: the one attempt path that every backend
+// (immediate, dummy, the database worker) runs a stored task through, and
+// the task policy it applies.
+
+// Policy is how a stored task is run: resolved in one place (ResolvePolicy)
+// from the stored row, the task's definition and the backend.
+type Policy struct {
+	// MaxAttempts is how many attempts the task gets in all (at least 1).
+	MaxAttempts int
+	// Timeout bounds one attempt; 0 means none.
+	Timeout time.Duration
+	// Backoff is the delay before the retry after attempt n.
+	Backoff Backoff
+	// Retries is false on a backend that gives every task one attempt.
+	Retries bool
+}
+
+// AttemptConfig is what a backend tells RunAttempt about itself.
+type AttemptConfig struct {
+	// Backend supplies the default max attempts and backoff.
+	Backend *BackendConfig
+	// Retries: failed attempts with attempts left go back to READY. False
+	// for backends without CanRetry.
+	Retries bool
+	// MaxRunTime caps the timeout of every attempt (0: no cap). A task with
+	// no timeout of its own gets MaxRunTime.
+	MaxRunTime time.Duration
+	// Now is the backend's clock, for the end of an attempt (and so the
+	// error's time and the retry's run-after); nil means time.Now in UTC. A
+	// backend that stores times at a coarser precision passes a clock that
+	// truncates to it, so that stored and returned times agree.
+	Now func() time.Time
+}
+
+func (c AttemptConfig) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now().UTC()
+}
+
+// ResolvePolicy returns the policy of rec: its stored max attempts and
+// timeout, else the task definition's, else the backend's defaults; the
+// timeout capped by MaxRunTime; the definition's backoff, else the backend's.
+func (c AttemptConfig) ResolvePolicy(rec *RawResult) Policy {
+	p := Policy{MaxAttempts: rec.MaxAttempts, Timeout: rec.Timeout, Retries: c.Retries}
+	var def TaskDefaults
+	if r, ok := Lookup(rec.TaskName); ok {
+		def = r.Defaults()
+	}
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = def.MaxAttempts
+	}
+	if p.MaxAttempts <= 0 {
+		p.MaxAttempts = DefaultMaxAttempts
+		if c.Backend != nil {
+			p.MaxAttempts = c.Backend.DefaultMaxAttempts()
+		}
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = def.Timeout
+	}
+	if c.MaxRunTime > 0 && (p.Timeout <= 0 || p.Timeout > c.MaxRunTime) {
+		p.Timeout = c.MaxRunTime
+	}
+	p.Backoff = def.Backoff
+	if p.Backoff == nil {
+		p.Backoff = DefaultBackoff
+		if c.Backend != nil {
+			p.Backoff = c.Backend.DefaultBackoff()
+		}
+	}
+	return p
+}
+
+// Attempt is the classified outcome of one attempt of a stored task.
+type Attempt struct {
+	// Number is the attempt's 1-based number (rec.Attempts when it ran).
+	Number int
+	// Status is SUCCESSFUL, READY (a retry is scheduled at RunAfter) or
+	// FAILED (no attempt left, or a failure that retrying cannot fix).
+	Status Status
+	// Value is the JSON return value of a successful attempt.
+	Value json.RawMessage
+	// Err is the attempt's error; nil on success. It is never a panic: a
+	// panic is a *PanicError, a misbehaving error value a *BadErrorValue,
+	// runtime.Goexit an ErrGoexit.
+	Err error
+	// Record is Err as stored in the result's error list; nil on success.
+	Record *TaskError
+	// RunAfter is when the retry is due (Status READY).
+	RunAfter time.Time
+	// End is when the attempt ended (UTC).
+	End time.Time
+}
+
+// ErrGoexit is the error of an attempt whose task called runtime.Goexit
+// (as testing.T.FailNow does) instead of returning.
+var ErrGoexit = errors.New("task called runtime.Goexit instead of returning")
+
+// BadErrorValue replaces an error returned by a task that cannot be used as
+// an error: a typed nil pointer (var e *MyErr; return v, e), or a value
+// whose Error method panics.
+type BadErrorValue struct {
+	// Type is the Go type of the returned value.
+	Type string
+	// Problem says what is wrong with it.
+	Problem string
+}
+
+// Error implements error.
+func (e *BadErrorValue) Error() string {
+	return fmt.Sprintf("task returned an unusable error value of type %s: %s", e.Type, e.Problem)
+}
+
+// RunAttempt runs one attempt of the stored task rec (already marked
+// RUNNING, with rec.Attempts counting this attempt) in the calling
+// goroutine, classifies its outcome with the policy of cfg, and calls finish
+// with it exactly once. RunAttempt only reads rec; Attempt.Apply records the
+// outcome on it.
+//
+// The attempt looks the task up by name, decodes the arguments, applies the
+// policy's timeout to ctx, calls the function with panics recovered and
+// encodes the return value. Its error is always safe to log and record: a
+// panic becomes a *PanicError (with the stack), an error value that would
+// crash its user (a typed nil pointer, an Error or Unwrap method that
+// panics) a *BadErrorValue, an error after the timeout cancelled the
+// context a *TimeoutError, an unregistered task an *UnknownTaskError, and
+// arguments that do not decode an *ArgsError.
+//
+// The outcome is SUCCESSFUL without error. A failed attempt is READY again
+// (a retry at End + Backoff(Number)) when the policy retries, attempts are
+// left and the failure is not permanent; otherwise it is FAILED. An unknown
+// task and undecodable arguments are permanent: no retry can fix them.
+//
+// If the task calls runtime.Goexit (as testing.T.FailNow does), finish is
+// called with Err ErrGoexit while the calling goroutine unwinds, and
+// RunAttempt does not return: put everything that must happen after the
+// attempt (storing it, the TaskFinished signal, giving back a slot) in
+// finish.
+func RunAttempt(ctx context.Context, rec *RawResult, cfg AttemptConfig, finish func(Attempt)) {
+	pol := cfg.ResolvePolicy(rec)
+	number := rec.Attempts
+	returned := false
+	defer func() {
+		if !returned { // runtime.Goexit: deferred calls run, recover is nil
+			finish(classify(number, pol, nil, ErrGoexit, cfg.now()))
+		}
+	}()
+	out, err := execute(ctx, rec, pol.Timeout)
+	returned = true
+	finish(classify(number, pol, out, err, cfg.now()))
+}
+
+// Apply records a on rec: status, return value, error list, finish time,
+// and the run-after of a retry.
+func (a Attempt) Apply(rec *RawResult) {
+	rec.Status = a.Status
+	switch a.Status {
+	case StatusSuccessful:
+		rec.ReturnValue = a.Value
+		end := a.End
+		rec.FinishedAt = &end
+	case StatusReady:
+		rec.Errors = append(rec.Errors, *a.Record)
+		rec.RunAfter = a.RunAfter
+	default:
+		rec.Errors = append(rec.Errors, *a.Record)
+		end := a.End
+		rec.FinishedAt = &end
+	}
+}
+
+// classify returns the outcome of attempt number with the return value out
+// or the error err, ended at end, under pol.
+func classify(number int, pol Policy, out json.RawMessage, err error, end time.Time) Attempt {
+	a := Attempt{Number: number, End: end}
+	if err == nil {
+		a.Status, a.Value = StatusSuccessful, out
+		return a
+	}
+	te, perm, ierr := inspect(number, end, err)
+	if ierr != nil { // its Error, Unwrap, Is or As method panicked
+		err = ierr
+		te, perm, _ = inspect(number, end, err)
+	}
+	a.Err, a.Record = err, &te
+	if pol.Retries && !perm && number < pol.MaxAttempts {
+		a.Status = StatusReady
+		a.RunAfter = end.Add(pol.Backoff(number)).Truncate(time.Microsecond)
+	} else {
+		a.Status = StatusFailed
+	}
+	return a
+}
+
+// execute runs the function of rec with timeout applied. The returned error
+// is safe to use: never a panic, never a typed nil.
+func execute(ctx context.Context, rec *RawResult, timeout time.Duration) (json.RawMessage, error) {
+	r, ok := Lookup(rec.TaskName)
+	if !ok {
+		return nil, &UnknownTaskError{Name: rec.TaskName}
+	}
+	runCtx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	out, err := runRecovered(runCtx, r, rec.Args)
+	if err != nil && timeout > 0 && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+		if _, isPanic := err.(*PanicError); !isPanic {
+			err = &TimeoutError{Timeout: timeout, Err: err}
+		}
+	}
+	return out, err
+}
+
+func runRecovered(ctx context.Context, r Runner, args json.RawMessage) (out json.RawMessage, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = nil, &PanicError{Value: v, Stack: string(debug.Stack())}
+		}
+	}()
+	out, err = r.RunJSON(ctx, args)
+	if err != nil {
+		err = usableError(err)
+	}
+	return out, err
+}
+
+// usableError returns err, or a *BadErrorValue when err is a typed nil
+// pointer or its Error method panics: such a value crashes whoever logs or
+// records it.
+func usableError(err error) (safe error) {
+	typ := fmt.Sprintf("%T", err)
+	if v := reflect.ValueOf(err); (v.Kind() == reflect.Pointer || v.Kind() == reflect.Map ||
+		v.Kind() == reflect.Slice || v.Kind() == reflect.Func || v.Kind() == reflect.Chan) && v.IsNil() {
+		return &BadErrorValue{Type: typ, Problem: "a nil " + typ + " is not a nil error (return a literal nil instead)"}
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			safe = &BadErrorValue{Type: typ, Problem: fmt.Sprintf("its Error method panicked: %v", v)}
+		}
+	}()
+	_ = err.Error()
+	return err
+}
+
+// inspect records err and tells whether it is permanent: a failure that no
+// retry can fix (the task is not registered in this binary, or its stored
+// arguments do not decode). Both walk err's chain of wrapped errors, whose
+// methods the task wrote: when one of them panics, inspect returns a
+// *BadErrorValue to record instead.
+func inspect(number int, end time.Time, err error) (te TaskError, permanent bool, bad error) {
+	defer func() {
+		if v := recover(); v != nil {
+			bad = &BadErrorValue{Type: fmt.Sprintf("%T", err), Problem: fmt.Sprintf("inspecting it panicked: %v", v)}
+		}
+	}()
+	te = NewTaskError(number, end, err)
+	var ae *ArgsError
+	permanent = errors.Is(err, ErrUnknownTask) || errors.As(err, &ae)
+	return te, permanent, nil
+}

@@ -1,0 +1,62 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gotasks/gotasks/internal/recent"
+)
+
+// fallbackKeep is how many results the fallback keeps for GetResult, as the
+// immediate backend does by default.
+const fallbackKeep = 10000
+
+// fallback is the backend GetBackend returns for "default" when nothing is
+// registered under that name (SPEC §4: as django-tasks' default, it runs
+// each task immediately). It behaves as package backends/immediate with its
+// default options: both run tasks through RunInline.
+type fallback struct {
+	BackendConfig
+	results *recent.Store[*RawResult]
+}
+
+func newFallback() *fallback {
+	return &fallback{results: recent.New[*RawResult](fallbackKeep)}
+}
+
+// Capabilities implements Backend: those of the immediate backend.
+func (b *fallback) Capabilities() Capabilities { return CanGetResult | CanPriority | CanTimeout }
+
+// Enqueue implements Backend: it runs the task before returning.
+func (b *fallback) Enqueue(ctx context.Context, req *EnqueueRequest) (*RawResult, error) {
+	return RunInline(ctx, &b.BackendConfig, req, b.store), nil
+}
+
+// EnqueueMany implements Backend: it runs the tasks one after the other.
+func (b *fallback) EnqueueMany(ctx context.Context, reqs []*EnqueueRequest) ([]*RawResult, error) {
+	out := make([]*RawResult, len(reqs))
+	for i, req := range reqs {
+		out[i] = RunInline(ctx, &b.BackendConfig, req, b.store)
+	}
+	return out, nil
+}
+
+func (b *fallback) store(r *RawResult) { b.results.Put(r.ID, r) }
+
+// GetResult implements Backend.
+func (b *fallback) GetResult(_ context.Context, id string) (*RawResult, error) {
+	r, ok := b.results.Get(id)
+	if !ok {
+		return nil, fmt.Errorf("backend %q: result %q: %w", b.Name(), id, ErrResultNotFound)
+	}
+	return r.Clone(), nil
+}
+
+// Cancel implements Backend: its tasks are finished before anyone could
+// cancel them.
+func (b *fallback) Cancel(context.Context, string) error {
+	return fmt.Errorf("backend %q: cancel: %w", b.Name(), ErrNotSupported)
+}
+
+// Check implements Backend.
+func (b *fallback) Check(context.Context) error { return b.CheckConfig() }
