@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,9 @@ type Harness struct {
 	// and returns when they have finished and their TaskFinished signals
 	// have been sent. Tasks deferred into the future are left alone. It is
 	// nil for backends that run tasks inline during Enqueue (immediate).
+	// Where a task calls runtime.Goexit, the suite calls Drain (or Enqueue,
+	// for an inline backend) in a goroutine of its own, which may then exit
+	// instead of returning.
 	Drain func(ctx context.Context) error
 
 	// BeginTx, when non-nil, starts a real transaction of the backend's own
@@ -91,6 +95,8 @@ const (
 	modeSleep     = "sleep-until-ctx-done" // blocks until its context is done
 	modeFlaky     = "flaky"                // fails on attempt 1 (per Key), succeeds after
 	modeBadReturn = "bad-return"           // returns a value that does not encode (NaN)
+	modeTypedNil  = "typed-nil"            // returns a nil *failure as its error
+	modeGoexit    = "goexit"               // calls runtime.Goexit, as testing.T.FailNow does
 )
 
 // args are the arguments of the suite's tasks.
@@ -144,6 +150,11 @@ func work(ctx context.Context, a args) (out, error) {
 		return out{Echo: a.Text, N: int(n)}, nil
 	case modeBadReturn:
 		return out{Echo: a.Text, F: math.NaN()}, nil
+	case modeTypedNil:
+		var f *failure // not a nil error: its Error method dereferences it
+		return out{}, f
+	case modeGoexit:
+		runtime.Goexit()
 	}
 	return out{}, fmt.Errorf("backendtest: unknown mode %q", a.Mode)
 }

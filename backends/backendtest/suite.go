@@ -27,6 +27,8 @@ var suite = []testCase{
 	{"UnencodableReturnValue", testUnencodableReturnValue},
 	{"TaskError", testTaskError},
 	{"Panic", testPanic},
+	{"TypedNilError", testTypedNilError},
+	{"Goexit", testGoexit},
 	{"InvalidOptions", testInvalidOptions},
 	{"AllowedQueues", testAllowedQueues},
 	{"Defer", testDefer},
@@ -354,6 +356,85 @@ func testPanic(t *testing.T, f Factory) {
 	}
 	_, err = res.Value()
 	wantErrIs(t, "Value() of a panicked task", err, tasks.ErrTaskFailed)
+}
+
+// testTypedNilError: a task that returns a typed nil pointer as its error
+// (var f *failure; return v, f) fails with an error that says so; nothing
+// crashes on calling its Error method.
+func testTypedNilError(t *testing.T, f Factory) {
+	e := newEnv(t, f)
+	res, err := e.task(e.once()...).Enqueue(e.ctx, args{Mode: modeTypedNil})
+	if err != nil {
+		t.Fatalf("Enqueue of a task returning a typed nil error: %v", err)
+	}
+	e.finish(res)
+	if res.Status != tasks.StatusFailed || len(res.Errors) != 1 {
+		t.Fatalf("result %s with errors %+v, want FAILED with one error", res.Status, res.Errors)
+	}
+	te := res.Errors[0]
+	if te.Type != "*tasks.BadErrorValue" || !strings.Contains(te.Message, "a nil "+failureType+" is not a nil error") {
+		t.Errorf("Errors[0] = %s: %q, want a *tasks.BadErrorValue saying that a nil %s is not a nil error", te.Type, te.Message, failureType)
+	}
+	_, err = res.Value()
+	wantErrIs(t, "Value() of the task", err, tasks.ErrTaskFailed)
+	if seq := e.rec.seq(res.ID); len(seq) == 0 || seq[len(seq)-1] != sigFinished+" FAILED" {
+		t.Errorf("signals %v, want the last one %s FAILED", seq, sigFinished)
+	}
+}
+
+// testGoexit: a task that calls runtime.Goexit (as t.FailNow does) fails
+// that attempt, with its TaskFinished signal, and the backend goes on
+// running tasks. The goroutine that ran the task may exit: the suite
+// enqueues (inline backends) or drains in a goroutine of its own.
+func testGoexit(t *testing.T, f Factory) {
+	e := newEnv(t, f)
+	task := e.task(e.once()...)
+	inGoroutine := func(what string, fn func() error) {
+		t.Helper()
+		done := make(chan struct{})
+		var err error
+		go func() {
+			defer close(done) // also when the goroutine exits by runtime.Goexit
+			err = fn()
+		}()
+		select {
+		case <-done:
+		case <-e.ctx.Done():
+			t.Fatalf("%s with a task that calls runtime.Goexit did not end: %v", what, context.Cause(e.ctx))
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	var id string
+	if e.inline() {
+		inGoroutine("Enqueue", func() error {
+			_, err := task.Enqueue(e.ctx, args{Mode: modeGoexit})
+			return err
+		})
+		ids := e.rec.ids(sigEnqueued)
+		if len(ids) != 1 {
+			t.Fatalf("%d TaskEnqueued signals, want 1", len(ids))
+		}
+		id = ids[0]
+	} else {
+		id = e.enqueue(task, args{Mode: modeGoexit}).ID
+		inGoroutine("Drain", func() error { return e.h.Drain(e.ctx) })
+	}
+	r := e.mustLookup(id)
+	if r.Status != tasks.StatusFailed || len(r.Errors) != 1 || !strings.Contains(r.Errors[0].Message, "runtime.Goexit") {
+		t.Errorf("result %s with errors %+v, want FAILED with an error that names runtime.Goexit", r.Status, r.Errors)
+	}
+	if seq := e.rec.seq(id); len(seq) == 0 || seq[len(seq)-1] != sigFinished+" FAILED" {
+		t.Errorf("signals %v, want the last one %s FAILED", seq, sigFinished)
+	}
+
+	// The backend runs the next task.
+	res := e.enqueue(e.task(), args{Mode: modeOK, N: 1})
+	e.finish(res)
+	if res.Status != tasks.StatusSuccessful {
+		t.Errorf("the next task is %s, want SUCCESSFUL", res.Status)
+	}
 }
 
 // testInvalidOptions: values that are invalid on any backend.

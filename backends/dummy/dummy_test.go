@@ -3,6 +3,8 @@ package dummy_test
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -344,5 +346,129 @@ func TestClearWhileRunning(t *testing.T) {
 	}
 	if n := len(b.Results()); n != 0 {
 		t.Errorf("Results() has %d entries after Clear", n)
+	}
+}
+
+// myErr has a pointer receiver: a nil *myErr is not a nil error.
+type myErr struct{ msg string }
+
+func (e *myErr) Error() string { return e.msg }
+
+var misbehave = tasks.Define("dummy_test.misbehave", func(_ context.Context, mode string) (int, error) {
+	switch mode {
+	case "typed-nil":
+		var e *myErr
+		return 0, e
+	case "panic":
+		panic("dummy_test panic")
+	case "goexit":
+		runtime.Goexit()
+	}
+	return 1, nil
+})
+
+// TestMisbehavingTasks: RunReady records a task that returns a typed nil
+// error, panics or calls runtime.Goexit as FAILED, with its TaskFinished
+// signal, and never returns or raises the failure.
+func TestMisbehavingTasks(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		mode     string
+		wantType string
+		wantMsg  string
+	}{
+		{"typed-nil", "*tasks.BadErrorValue", "a nil *dummy_test.myErr is not a nil error"},
+		{"panic", "panic", "dummy_test panic"},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			t.Parallel()
+			b, name := newBackend(t)
+			finished := finishedSignals(t, name)
+			res, err := misbehave.Using(tasks.WithBackend(name)).Enqueue(t.Context(), c.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := b.RunReady(t.Context()); n != 1 || err != nil {
+				t.Fatalf("RunReady = %d, %v; want 1, nil", n, err)
+			}
+			if err := res.Refresh(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if res.Status != tasks.StatusFailed || len(res.Errors) != 1 {
+				t.Fatalf("result %s with errors %+v, want FAILED with one error", res.Status, res.Errors)
+			}
+			if te := res.Errors[0]; te.Type != c.wantType || !strings.Contains(te.Message, c.wantMsg) {
+				t.Errorf("Errors[0] = %s: %q, want %s saying %q", te.Type, te.Message, c.wantType, c.wantMsg)
+			}
+			if c.mode == "panic" && !strings.Contains(res.Errors[0].Stack, "dummy_test") {
+				t.Errorf("the stack of the panic does not show the task:\n%s", res.Errors[0].Stack)
+			}
+			if d := cmp.Diff([]string{res.ID + " FAILED"}, finished()); d != "" {
+				t.Errorf("TaskFinished signals (-want +got):\n%s", d)
+			}
+		})
+	}
+
+	// The task's runtime.Goexit ends the goroutine that called RunReady,
+	// as it would without a backend; the result is recorded first, and the
+	// tasks after it wait for the next RunReady.
+	t.Run("runtime.Goexit", func(t *testing.T) {
+		t.Parallel()
+		b, name := newBackend(t)
+		finished := finishedSignals(t, name)
+		task := misbehave.Using(tasks.WithBackend(name))
+		goexit, err := task.Using(tasks.WithPriority(10)).Enqueue(t.Context(), "goexit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, err := task.Enqueue(t.Context(), "ok")
+		if err != nil {
+			t.Fatal(err)
+		}
+		returned := false
+		done := make(chan struct{})
+		go func() {
+			defer close(done) // also when the goroutine exits by runtime.Goexit
+			_, _ = b.RunReady(t.Context())
+			returned = true
+		}()
+		<-done
+		if returned {
+			t.Error("RunReady returned after a task called runtime.Goexit")
+		}
+		if err := goexit.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if goexit.Status != tasks.StatusFailed || len(goexit.Errors) != 1 || !strings.Contains(goexit.Errors[0].Message, "runtime.Goexit") {
+			t.Errorf("result %s with errors %+v, want FAILED with an error naming runtime.Goexit", goexit.Status, goexit.Errors)
+		}
+		if d := cmp.Diff([]string{goexit.ID + " FAILED"}, finished()); d != "" {
+			t.Errorf("TaskFinished signals (-want +got):\n%s", d)
+		}
+		if n, err := b.RunReady(t.Context()); n != 1 || err != nil {
+			t.Fatalf("the next RunReady = %d, %v; want 1, nil", n, err)
+		}
+		if err := next.Refresh(t.Context()); err != nil || next.Status != tasks.StatusSuccessful {
+			t.Errorf("the task after it: %s, %v; want SUCCESSFUL", next.Status, err)
+		}
+	})
+}
+
+// finishedSignals records the TaskFinished signals of the backend name as
+// "id STATUS"; the returned function reads them.
+func finishedSignals(t *testing.T, name string) func() []string {
+	var mu sync.Mutex
+	var got []string
+	t.Cleanup(signals.TaskFinished.Connect(func(_ context.Context, sender string, r *tasks.RawResult) {
+		if sender == name {
+			mu.Lock()
+			got = append(got, r.ID+" "+string(r.Status))
+			mu.Unlock()
+		}
+	}))
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
 	}
 }
