@@ -24,9 +24,19 @@ import (
 // the receiver may keep.
 type Receiver func(ctx context.Context, sender string, result *tasks.RawResult)
 
-// Signal is a named event with a list of receivers.
+// Signal is a named event with a list of receivers. Create one with New;
+// the zero value is a signal without a name.
 type Signal struct {
-	sig *lifecycle.Signal[any] // payload: *tasks.RawResult
+	sig  *lifecycle.Signal[any] // payload: *tasks.RawResult; nil in the zero value
+	zero lifecycle.Signal[any]  // the receivers of the zero value
+}
+
+// core returns the signal's receiver list.
+func (s *Signal) core() *lifecycle.Signal[any] {
+	if s.sig != nil {
+		return s.sig
+	}
+	return &s.zero
 }
 
 // The task life-cycle signals.
@@ -46,7 +56,7 @@ var (
 func New(name string) *Signal { return &Signal{sig: lifecycle.New[any](name)} }
 
 // Name returns the signal's name.
-func (s *Signal) Name() string { return s.sig.Name() }
+func (s *Signal) Name() string { return s.core().Name() }
 
 // Connect adds fn to the receivers and returns a function that removes it
 // (calling it more than once is harmless). It panics if fn is nil.
@@ -54,17 +64,17 @@ func (s *Signal) Connect(fn Receiver) (disconnect func()) {
 	if fn == nil {
 		panic("signals: Connect(nil)")
 	}
-	return s.sig.Connect(func(ctx context.Context, sender string, payload any) {
+	return s.core().Connect(func(ctx context.Context, sender string, payload any) {
 		r, _ := payload.(*tasks.RawResult)
 		fn(ctx, sender, r.Clone()) // each receiver gets its own copy
 	})
 }
 
 // Len returns the number of connected receivers.
-func (s *Signal) Len() int { return s.sig.Len() }
+func (s *Signal) Len() int { return s.core().Len() }
 
 // Send calls every receiver in connection order with a copy of result each.
 // A panicking receiver is recovered and logged; the others still run.
 func (s *Signal) Send(ctx context.Context, sender string, result *tasks.RawResult) {
-	s.sig.Send(ctx, sender, result)
+	s.core().Send(ctx, sender, result)
 }

@@ -89,6 +89,18 @@ func TestDisconnectInsideReceiver(t *testing.T) {
 	}
 }
 
+func TestZeroSignal(t *testing.T) {
+	var s signals.Signal
+	n := 0
+	off := s.Connect(func(context.Context, string, *tasks.RawResult) { n++ })
+	s.Send(t.Context(), "x", result("1"))
+	off()
+	s.Send(t.Context(), "x", result("2"))
+	if n != 1 || s.Name() != "" || s.Len() != 0 {
+		t.Errorf("zero Signal: %d calls, name %q, len %d; want 1 call, no name, no receiver left", n, s.Name(), s.Len())
+	}
+}
+
 func TestConnectNilPanics(t *testing.T) {
 	defer func() {
 		if recover() == nil {

@@ -67,19 +67,32 @@ type EnqueueRequest struct {
 	// ID is assigned by the core before the backend sees the request, so
 	// that a deferred (enqueue-on-commit) enqueue can return a handle at
 	// once.
-	ID       string
+	ID string
+	// TaskName is the registered name of the task.
 	TaskName string
-	Args     json.RawMessage
+	// Args is the JSON encoding of the arguments; it survives a round trip
+	// to the task's argument type.
+	Args json.RawMessage
+	// Priority is within MinPriority..MaxPriority.
 	Priority int
-	Queue    string
+	// Queue is a valid queue name allowed by the backend.
+	Queue string
 	// RunAfter is zero when the task is due at once; backends store the
 	// enqueue time then.
-	RunAfter    time.Time
+	RunAfter time.Time
+	// MaxAttempts is the task's WithMaxAttempts; 0 for the backend's
+	// default.
 	MaxAttempts int
-	Timeout     time.Duration
+	// Timeout is the task's WithTimeout; 0 for none.
+	Timeout time.Duration
+	// VerboseName is the task's WithVerboseName.
 	VerboseName string
-	Creator     string
-	Repeat      time.Duration
+	// Creator is the task's WithCreator.
+	Creator string
+	// Repeat is the interval of a repeating task (WithRepeat); 0 for a
+	// one-off task.
+	Repeat time.Duration
+	// RepeatUntil ends a repeating chain (WithRepeatUntil); zero for never.
 	RepeatUntil time.Time
 }
 

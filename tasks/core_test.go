@@ -1,11 +1,13 @@
 package tasks_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -219,6 +221,26 @@ func TestRawResultClone(t *testing.T) {
 	}
 	if r.LastError().Message != "m" || (&tasks.RawResult{}).LastError() != nil {
 		t.Error("LastError is wrong")
+	}
+}
+
+// TestResultLogValue: a result logs as a group of its task, id, status and
+// attempts, without its arguments.
+func TestResultLogValue(t *testing.T) {
+	t.Parallel()
+	raw := &tasks.RawResult{ID: "id-1", TaskName: "t.name", Status: tasks.StatusFailed, Attempts: 2, Args: json.RawMessage(`{"secret":1}`)}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}))
+	log.Info("m", "raw", raw, "typed", &tasks.Result[int]{RawResult: *raw}, "nil", (*tasks.RawResult)(nil))
+	want := "level=INFO msg=m raw.task=t.name raw.id=id-1 raw.status=FAILED raw.attempts=2 " +
+		"typed.task=t.name typed.id=id-1 typed.status=FAILED typed.attempts=2 nil=<nil>\n"
+	if d := cmp.Diff(want, buf.String()); d != "" {
+		t.Errorf("log line (-want +got):\n%s", d)
 	}
 }
 

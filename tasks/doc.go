@@ -37,12 +37,14 @@
 // # Backends
 //
 // Backends live under backends/ (dummy for unit tests, immediate for
-// development, database for production); configure one with
-// RegisterBackend under its name. With no backend configured under
-// "default", tasks run immediately in the caller's goroutine, as with
-// django-tasks' default ImmediateBackend: with the full status life-cycle
-// and the signals of package signals. What a backend supports is reported
-// by its Capabilities; enqueueing an option it lacks is an ErrInvalidTask.
+// development, database for production). Each takes the shared
+// BackendOption values (WithName, WithAllowedQueues,
+// WithDefaultMaxAttempts, …); RegisterBackend configures it under its name.
+// With no backend configured under "default", tasks run immediately in the
+// caller's goroutine, as with django-tasks' default ImmediateBackend: with
+// the full status life-cycle and the signals of package signals. What a
+// backend supports is reported by its Capabilities; enqueueing an option it
+// lacks is an ErrInvalidTask.
 //
 // Inside a transaction (see a backend's transaction helper, such as the
 // database backend's RunInTx), Enqueue joins it or is deferred to its

@@ -68,20 +68,31 @@ func (e *TaskError) Error() string {
 // of SPEC §3, with arguments and return value as JSON. Backends return it
 // from their untyped GetResult; Result[R] embeds it.
 type RawResult struct {
-	ID       string `json:"id"`
+	// ID identifies the result (fewer than 64 characters; see NewID).
+	ID string `json:"id"`
+	// TaskName is the registered name of the task.
 	TaskName string `json:"task_name"`
-	Status   Status `json:"status"`
+	// Status is where the task is in its life-cycle.
+	Status Status `json:"status"`
 	// Args is the JSON encoding of the task's arguments.
-	Args     json.RawMessage `json:"args"`
-	Priority int             `json:"priority"`
-	Queue    string          `json:"queue"`
-	Backend  string          `json:"backend"`
+	Args json.RawMessage `json:"args"`
+	// Priority is the task's priority; higher runs first.
+	Priority int `json:"priority"`
+	// Queue is the task's queue.
+	Queue string `json:"queue"`
+	// Backend is the name of the backend that stores the result.
+	Backend string `json:"backend"`
 	// RunAfter is the earliest time the task may start; the enqueue time
 	// when it was not deferred.
-	RunAfter        time.Time  `json:"run_after"`
-	EnqueuedAt      time.Time  `json:"enqueued_at"`
-	StartedAt       *time.Time `json:"started_at,omitempty"`
-	FinishedAt      *time.Time `json:"finished_at,omitempty"`
+	RunAfter time.Time `json:"run_after"`
+	// EnqueuedAt is when the task was enqueued (UTC).
+	EnqueuedAt time.Time `json:"enqueued_at"`
+	// StartedAt is when the first attempt started; nil before.
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	// FinishedAt is when the task reached a final status; nil before.
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// LastAttemptedAt is when the latest attempt started; nil before the
+	// first.
 	LastAttemptedAt *time.Time `json:"last_attempted_at,omitempty"`
 	// Attempts is how many times the task has been started.
 	Attempts int `json:"attempts"`
@@ -97,8 +108,10 @@ type RawResult struct {
 	// ReturnValue is the JSON encoding of the return value of a SUCCESSFUL
 	// task; nil otherwise.
 	ReturnValue json.RawMessage `json:"return_value,omitempty"`
-	VerboseName string          `json:"verbose_name,omitempty"`
-	Creator     string          `json:"creator,omitempty"`
+	// VerboseName is a human-readable name given at enqueue.
+	VerboseName string `json:"verbose_name,omitempty"`
+	// Creator refers to whoever enqueued the task, such as "user:42".
+	Creator string `json:"creator,omitempty"`
 	// Repeat is the interval of a repeating task; 0 for a one-off task.
 	Repeat time.Duration `json:"repeat,omitempty"`
 	// RepeatUntil ends a repeating chain; nil repeats forever.

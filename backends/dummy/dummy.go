@@ -135,7 +135,9 @@ func (b *Backend) Clear() {
 
 // Job is a stored task of a known type, with its arguments decoded.
 type Job[A, R any] struct {
-	Args   A
+	// Args are the stored arguments, decoded.
+	Args A
+	// Result is the typed result handle, as GetResult returns it.
 	Result *tasks.Result[R]
 }
 

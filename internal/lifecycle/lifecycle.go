@@ -37,8 +37,8 @@ var (
 type Receiver[T any] func(ctx context.Context, sender string, payload T)
 
 // Signal is a named list of receivers of payloads of type T. The zero value
-// is not usable; create signals with New. A Signal is safe for concurrent
-// use.
+// is a signal without a name and without receivers. A Signal is safe for
+// concurrent use; it must not be copied after first use.
 type Signal[T any] struct {
 	name string
 
