@@ -334,6 +334,20 @@ func TestRunAttemptClassification(t *testing.T) {
 	}
 }
 
+// TestRunAttemptClock: the end of an attempt, the time of its error and the
+// run-after of its retry come from the backend's clock.
+func TestRunAttemptClock(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+	cfg := tasks.AttemptConfig{Retries: true, Backend: &tasks.BackendConfig{Backoff: tasks.ConstantBackoff(time.Minute)},
+		Now: func() time.Time { return at }}
+	a := runAttempt(t, t.Context(), rec(execTask.Name(), `{"mode":"fail"}`, 0), cfg)
+	got := []time.Time{a.End, a.Record.At, a.RunAfter}
+	if d := cmp.Diff([]time.Time{at, at, at.Add(time.Minute)}, got); d != "" {
+		t.Errorf("End, Record.At, RunAfter (-want +got):\n%s", d)
+	}
+}
+
 // comparablePolicy is a Policy with its backoff sampled, for cmp.
 type comparablePolicy struct {
 	MaxAttempts int
