@@ -27,10 +27,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
 
 	"github.com/gotasks/gotasks/tasks"
 )
@@ -57,15 +55,17 @@ type Backend struct {
 
 	autoMigrate bool
 	noCreate    bool // Open: a missing SQLite file is an error
-	// writeMu serialises this process's writes on SQLite, which has one
-	// writer at a time anyway: goroutines queue here instead of spinning in
-	// SQLite's busy handler. Other processes are handled by busy_timeout.
+	// writeMu serialises this process's writes where the database has one
+	// writer at a time anyway (featSingleWriter): goroutines queue here
+	// instead of spinning in SQLite's busy handler. Other processes are
+	// handled by busy_timeout.
 	writeMu sync.Mutex
+
+	store store   // the statements (store.go)
+	feats feature // store.features(), asked through has
 
 	hub   *hub       // in-process wake-ups and result waiters; PostgreSQL listener
 	order startOrder // TaskStarted after the signals that precede it
-	pgx   bool       // PostgreSQL through the pgx stdlib driver: LISTEN and COPY available
-	stmts stmtCache
 
 	closeOnce sync.Once
 }
@@ -119,7 +119,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Backend, error) {
 		return nil, err
 	}
 	d := dialectOf(db)
-	b, err := newBackend(ctx, db, true, append([]Option{WithAutoMigrate(d == SQLite)}, opts...))
+	b, err := newBackend(ctx, db, true, append([]Option{WithAutoMigrate(featuresOf(d).has(featEmbedded))}, opts...))
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -147,9 +147,10 @@ func newBackend(ctx context.Context, db *bun.DB, own bool, opts []Option) (*Back
 	if err := b.CheckConfig(); err != nil {
 		return nil, err
 	}
-	_, b.pgx = db.DB.Driver().(*stdlib.Driver)
+	_, pgx := db.DB.Driver().(*stdlib.Driver)
+	b.store = newStore(d, storeConfig{db: db.DB, backend: b.Name, log: b.log, pgx: pgx})
+	b.feats = b.store.features()
 	b.hub = newHub(b)
-	b.stmts.db = db.DB
 	if err := b.ping(ctx); err != nil {
 		return nil, err
 	}
@@ -164,16 +165,6 @@ func newBackend(ctx context.Context, db *bun.DB, own bool, opts []Option) (*Back
 	return b, nil
 }
 
-func dialectOf(db *bun.DB) Dialect {
-	switch db.Dialect().Name() {
-	case dialect.PG:
-		return Postgres
-	case dialect.SQLite:
-		return SQLite
-	}
-	return ""
-}
-
 // DB returns the backend's database.
 func (b *Backend) DB() *bun.DB { return b.db }
 
@@ -186,7 +177,7 @@ func (b *Backend) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
 		b.hub.close()
-		b.stmts.close()
+		b.store.close()
 		if b.ownDB {
 			err = b.db.Close()
 		}
@@ -237,7 +228,7 @@ func (b *Backend) ping(ctx context.Context) error {
 		// processes open a fresh file at once, that switch can fail with
 		// SQLITE_BUSY at once, without waiting for busy_timeout (seen in
 		// TestMigrateConcurrentProcesses): wait a little and connect again.
-		if b.dialect == SQLite && strings.Contains(err.Error(), "SQLITE_BUSY") && pctx.Err() == nil {
+		if busy(err) && pctx.Err() == nil {
 			select {
 			case <-pctx.Done():
 			case <-time.After(20 * time.Millisecond):
@@ -265,42 +256,24 @@ func oneLine(msg string) string {
 	return strings.Join(parts, " ")
 }
 
-// writeLock serialises this process's writers on SQLite; a no-op on
-// PostgreSQL.
+// writeLock serialises this process's writers where the database has one
+// writer at a time (featSingleWriter); elsewhere it is a no-op.
 func (b *Backend) writeLock() func() {
-	if b.dialect != SQLite {
+	if !b.has(featSingleWriter) {
 		return func() {}
 	}
 	b.writeMu.Lock()
 	return b.writeMu.Unlock
 }
 
-// planEach returns a statement's arguments so that PostgreSQL plans it for
-// these arguments on each execution instead of once per connection: pgx
-// prepares and caches statements, and after five executions PostgreSQL may
-// switch a prepared statement to a generic plan and keep it for the
-// connection's life, though the table has grown since (see Worker.planTag).
-// For the rare statements (heartbeat, rescue, prune batches) planning each
-// time costs nothing that matters. pgx's exec mode (an unnamed statement,
-// parameter types from the Go values) is still one round trip and needs no
-// statement or description cache, so it also works where those are turned
-// off (PgBouncer setups). Other drivers get the arguments unchanged.
-func (b *Backend) planEach(args ...any) []any {
-	if !b.pgx {
-		return args
-	}
-	return append([]any{pgx.QueryExecModeExec}, args...)
-}
-
 // wrapErr turns driver errors into the package's sentinel errors where it
-// can tell: a missing table into ErrSchemaMissing.
+// can tell (by error code, see schemaMissing): a missing table or column
+// into ErrSchemaMissing.
 func (b *Backend) wrapErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
-	if strings.Contains(msg, "no such table") || strings.Contains(msg, "SQLSTATE 42P01") ||
-		strings.Contains(msg, "does not exist (SQLSTATE 42703)") || strings.Contains(msg, "no such column") {
+	if schemaMissing(err) {
 		return fmt.Errorf("gotasks %s: %w: %v; %s", op, ErrSchemaMissing, err, migrateHint)
 	}
 	return fmt.Errorf("gotasks %s: %w", op, err)

@@ -2,20 +2,15 @@ package database
 
 import (
 	"context"
-	"database/sql/driver"
-	"errors"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // hub delivers wake-ups to this process's workers and completion notices
-// to result waiters. On SQLite they come from this process only; on
-// PostgreSQL a listener connection (LISTEN gotasks_wake, gotasks_done)
-// brings those of every process, started when the first worker or waiter
-// subscribes and stopped by Backend.Close.
+// to result waiters. Without featNotify (SQLite) they come from this
+// process only; with it (PostgreSQL) a listener connection (store.listen:
+// LISTEN gotasks_wake, gotasks_done) brings those of every process, started
+// when the first worker or waiter subscribes and stopped by Backend.Close.
 type hub struct {
 	b *Backend
 
@@ -129,11 +124,11 @@ func (h *hub) wakeAll() {
 }
 
 func (h *hub) startListener() {
-	if h.b.dialect != Postgres {
-		return
+	if !h.b.has(featNotify) {
+		return // nothing comes from other processes: in-process signals only
 	}
 	h.listenOnce.Do(func() {
-		if !h.b.pgx {
+		if !h.b.has(featListen) {
 			h.b.log.Info("gotasks: LISTEN/NOTIFY needs the pgx stdlib driver; workers and waiters will poll",
 				"backend", h.b.Name())
 			return
@@ -177,37 +172,14 @@ func (h *hub) listen(ctx context.Context) {
 	}
 }
 
+// listenOnceConn listens on one connection until it fails or ctx is done.
 func (h *hub) listenOnceConn(ctx context.Context) error {
-	conn, err := h.b.db.DB.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return errors.New("gotasks: LISTEN needs the pgx stdlib driver")
-		}
-		pc := sc.Conn()
-		if _, err := pc.Exec(ctx, "LISTEN "+wakeChannel+"; LISTEN "+doneChannel); err != nil {
-			return err
-		}
-		h.connectedOnce.Do(func() { close(h.connected) })
-		h.wakeAll() // anything sent while we were not listening
-		for {
-			n, err := pc.WaitForNotification(ctx)
-			if err != nil {
-				// The connection is still LISTENing: never return it to the pool.
-				return errors.Join(err, driver.ErrBadConn)
-			}
-			switch n.Channel {
-			case wakeChannel:
-				if n.Payload == h.b.Name() {
-					h.wake()
-				}
-			case doneChannel:
-				h.finished(strings.Split(n.Payload, ",")...)
-			}
-		}
+	return h.b.store.listen(ctx, listener{
+		listening: func() {
+			h.connectedOnce.Do(func() { close(h.connected) })
+			h.wakeAll() // anything sent while we were not listening
+		},
+		wake:     h.wake,
+		finished: func(ids []string) { h.finished(ids...) },
 	})
 }

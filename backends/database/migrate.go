@@ -88,9 +88,11 @@ func MigrateWithReport(ctx context.Context, db *bun.DB) ([]string, error) {
 }
 
 // lockMigrations takes the cross-process migration lock and initialises
-// bun's tables.
+// bun's tables: an advisory lock where the database has one
+// (featAdvisoryLock), else bun's lock table.
 func lockMigrations(ctx context.Context, db *bun.DB, m *migrate.Migrator) (func(), error) {
-	if dialectOf(db) == Postgres {
+	d := dialectOf(db)
+	if featuresOf(d).has(featAdvisoryLock) {
 		conn, err := db.DB.Conn(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnreachable, err)
@@ -98,12 +100,13 @@ func lockMigrations(ctx context.Context, db *bun.DB, m *migrate.Migrator) (func(
 		h := fnv.New64a()
 		h.Write([]byte("gotasks migrations"))
 		key := int64(h.Sum64())
-		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+		release, err := newStore(d, storeConfig{db: db.DB}).advisoryLock(ctx, conn, key)
+		if err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("gotasks: migrate: advisory lock: %w", err)
 		}
 		unlock := func() {
-			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", key)
+			release(context.WithoutCancel(ctx))
 			conn.Close()
 		}
 		if err := m.Init(ctx); err != nil {
@@ -115,7 +118,7 @@ func lockMigrations(ctx context.Context, db *bun.DB, m *migrate.Migrator) (func(
 	if err := m.Init(ctx); err != nil {
 		return nil, fmt.Errorf("gotasks: migrate: init: %w", err)
 	}
-	// SQLite: bun's lock table; wait (poll) while another process holds it.
+	// bun's lock table; wait (poll) while another process holds it.
 	delay := 10 * time.Millisecond
 	for {
 		err := m.Lock(ctx)
@@ -164,15 +167,24 @@ func MigrationSQL(d Dialect) (string, error) {
 // PendingMigrations returns the names of the embedded migrations not yet
 // applied to db.
 func PendingMigrations(ctx context.Context, db *bun.DB) ([]string, error) {
-	ms, err := migrationsFor(dialectOf(db))
+	d := dialectOf(db)
+	if d == "" {
+		return nil, fmt.Errorf("gotasks: unsupported dialect %s", db.Dialect().Name())
+	}
+	return pendingMigrations(ctx, d, newStore(d, storeConfig{db: db.DB}), db.DB)
+}
+
+// pendingMigrations returns the embedded migrations of d that st does not
+// list as applied on q.
+func pendingMigrations(ctx context.Context, d Dialect, st store, q querier) ([]string, error) {
+	ms, err := migrationsFor(d)
 	if err != nil {
 		return nil, err
 	}
 	all := ms.Sorted()
-	var applied []string
-	err = db.NewSelect().Table(migrationsTable).Column("name").Scan(ctx, &applied)
+	applied, err := st.appliedMigrations(ctx, q)
 	if err != nil {
-		if isMissingTable(err) {
+		if schemaMissing(err) {
 			names := make([]string, len(all))
 			for i, m := range all {
 				names[i] = m.Name
@@ -194,15 +206,10 @@ func PendingMigrations(ctx context.Context, db *bun.DB) ([]string, error) {
 	return pending, nil
 }
 
-func isMissingTable(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "no such table") || strings.Contains(msg, "SQLSTATE 42P01")
-}
-
 // checkSchema returns an error wrapping ErrSchemaMissing when migrations are
 // pending.
 func (b *Backend) checkSchema(ctx context.Context) error {
-	pending, err := PendingMigrations(ctx, b.db)
+	pending, err := pendingMigrations(ctx, b.dialect, b.store, b.db.DB)
 	if err != nil {
 		return fmt.Errorf("gotasks: check schema: %w", err)
 	}

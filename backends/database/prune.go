@@ -2,7 +2,6 @@ package database
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -120,14 +119,14 @@ func (r *PruneReport) add(status string, n int64) error {
 	case tasks.StatusFailed:
 		r.Failed += n
 	default:
-		return fmt.Errorf("gotasks prune: unexpected status %q among the rows selected", status)
+		return fmt.Errorf("unexpected status %q among the rows selected", status)
 	}
 	return nil
 }
 
 // prunePhase is one DELETE loop: a set of finished statuses with one cutoff.
 type prunePhase struct {
-	statuses string // SQL list of literals, e.g. 'SUCCESSFUL', 'CANCELLED'
+	statuses []tasks.Status
 	cutoff   time.Time
 }
 
@@ -162,7 +161,7 @@ func (b *Backend) Prune(ctx context.Context, opts PruneOptions) (PruneReport, er
 		}
 	}
 	pause := opts.Pause
-	if pause == 0 && b.dialect == SQLite {
+	if pause == 0 && b.has(featSingleWriter) {
 		pause = DefaultSQLitePrunePause
 	}
 	first := true
@@ -259,119 +258,39 @@ func (b *Backend) prunePlan(opts *PruneOptions) ([]prunePhase, []string, error) 
 	cut := t.UTC().Add(-opts.MinAge).Truncate(time.Microsecond)
 	failedCut := t.UTC().Add(-opts.FailedMinAge).Truncate(time.Microsecond)
 	if cut.Equal(failedCut) {
-		return []prunePhase{{`'SUCCESSFUL', 'CANCELLED', 'FAILED'`, cut}}, queues, nil
+		return []prunePhase{{[]tasks.Status{tasks.StatusSuccessful, tasks.StatusCancelled, tasks.StatusFailed}, cut}}, queues, nil
 	}
-	return []prunePhase{{`'SUCCESSFUL', 'CANCELLED'`, cut}, {`'FAILED'`, failedCut}}, queues, nil
-}
-
-// pruneWhere returns the conditions shared by the dry run and the delete,
-// and their arguments ($1 backend, $2 cutoff, $3 queues when filtered).
-//
-// The first term repeats the predicate of the partial index
-// gotasks_task_finished_idx word for word: SQLite uses a partial index only
-// when the query's WHERE contains its terms, and on both databases the
-// index then serves the ORDER BY finished_at of the batches.
-func (b *Backend) pruneWhere(ph prunePhase, queues []string) (string, []any) {
-	var w strings.Builder
-	w.WriteString(`status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED') AND status IN (` + ph.statuses + `)
-	AND finished_at < $2 AND backend = $1`)
-	args := []any{b.Name(), b.dialect.ts(ph.cutoff)}
-	if len(queues) > 0 {
-		if b.dialect == Postgres {
-			w.WriteString(` AND queue = ANY($3::text[])`)
-			args = append(args, queues)
-		} else {
-			w.WriteString(` AND queue IN (SELECT value FROM json_each($3))`)
-			j, _ := json.Marshal(queues)
-			args = append(args, string(j))
-		}
-	}
-	return w.String(), args
+	return []prunePhase{{[]tasks.Status{tasks.StatusSuccessful, tasks.StatusCancelled}, cut},
+		{[]tasks.Status{tasks.StatusFailed}, failedCut}}, queues, nil
 }
 
 // pruneBatch deletes one batch of at most limit rows, oldest first, and
 // adds what it deleted to rep. It returns the number of rows deleted.
 func (b *Backend) pruneBatch(ctx context.Context, ph prunePhase, queues []string, limit int, rep *PruneReport) (int, error) {
-	where, args := b.pruneWhere(ph, queues)
-	lim := fmt.Sprintf("$%d", len(args)+1)
-	args = append(args, limit)
-	var q string
-	if b.dialect == Postgres {
-		// ARRAY(…): the locked selection is an InitPlan, evaluated exactly
-		// once, and the delete looks its ids up in the primary key; a join
-		// (USING, or IN (SELECT …)) may be planned as a hash join over a
-		// scan of the whole table, once per batch.
-		// SKIP LOCKED: rows a concurrent prune is deleting are left to it.
-		q = `DELETE FROM gotasks_task WHERE id = ANY(ARRAY(
-	SELECT id FROM gotasks_task
-	WHERE ` + where + `
-	ORDER BY finished_at
-	LIMIT ` + lim + `
-	FOR UPDATE SKIP LOCKED))
-RETURNING status`
-	} else {
-		q = `DELETE FROM gotasks_task WHERE id IN (
-	SELECT id FROM gotasks_task
-	WHERE ` + where + `
-	ORDER BY finished_at
-	LIMIT ` + lim + `)
-RETURNING status`
-	}
 	sctx, cancel := statementContext(ctx)
 	defer cancel()
 	unlock := b.writeLock()
 	defer unlock()
-	rows, err := b.db.DB.QueryContext(sctx, q, b.planEach(args...)...)
+	batch, err := b.store.pruneBatch(sctx, b.db.DB, ph, queues, limit)
 	if err != nil {
-		return 0, b.wrapErr("prune", err)
-	}
-	defer rows.Close()
-	var batch PruneReport
-	n := 0
-	for rows.Next() {
-		var status string
-		if err := rows.Scan(&status); err != nil {
-			return 0, b.wrapErr("prune", err)
-		}
-		if err := batch.add(status, 1); err != nil {
-			return 0, err
-		}
-		n++
-	}
-	if err := rows.Err(); err != nil {
-		return 0, b.wrapErr("prune", err)
-	}
-	if err := rows.Close(); err != nil {
 		return 0, b.wrapErr("prune", err)
 	}
 	rep.Successful += batch.Successful
 	rep.Cancelled += batch.Cancelled
 	rep.Failed += batch.Failed
-	return n, nil
+	return int(batch.Total()), nil
 }
 
 // pruneCount adds to rep what pruneBatch would delete in this phase.
 func (b *Backend) pruneCount(ctx context.Context, ph prunePhase, queues []string, rep *PruneReport) error {
-	where, args := b.pruneWhere(ph, queues)
-	rows, err := b.db.DB.QueryContext(ctx, `SELECT status, count(*) FROM gotasks_task WHERE `+where+`
-	GROUP BY status`, args...)
+	n, err := b.store.pruneCount(ctx, b.db.DB, ph, queues)
 	if err != nil {
 		return b.wrapErr("prune (dry run)", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			status string
-			n      int64
-		)
-		if err := rows.Scan(&status, &n); err != nil {
-			return b.wrapErr("prune (dry run)", err)
-		}
-		if err := rep.add(status, n); err != nil {
-			return err
-		}
-	}
-	return b.wrapErr("prune (dry run)", rows.Err())
+	rep.Successful += n.Successful
+	rep.Cancelled += n.Cancelled
+	rep.Failed += n.Failed
+	return nil
 }
 
 // statementContext returns a context for one batch: it is not cancelled

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/gotasks/gotasks/tasks"
@@ -22,8 +21,7 @@ func (b *Backend) GetResult(ctx context.Context, id string) (*tasks.RawResult, e
 }
 
 func (b *Backend) getRow(ctx context.Context, q querier, id string) (*row, error) {
-	r, err := scanResult(b.sq(q).QueryRowContext(ctx,
-		`SELECT `+resultColumns+` FROM gotasks_task WHERE id = $1 AND backend = $2`, id, b.Name()))
+	r, err := b.store.get(ctx, q, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("backend %q: result %q: %w", b.Name(), id, tasks.ErrResultNotFound)
 	}
@@ -55,13 +53,12 @@ func (b *Backend) Cancel(ctx context.Context, id string) error {
 	if b.txFromContext(ctx) == nil {
 		unlock = b.writeLock()
 	}
-	res, err := b.queryer(ctx).ExecContext(ctx, `UPDATE gotasks_task SET status = 'CANCELLED', finished_at = $1
-		WHERE id = $2 AND backend = $3 AND status = 'READY'`, b.dialect.ts(t), id, b.Name())
+	cancelled, err := b.store.cancel(ctx, b.queryer(ctx), id, t)
 	unlock()
 	if err != nil {
 		return b.wrapErr("cancel", err)
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
+	if cancelled {
 		b.hub.finished(id)
 		return nil
 	}
@@ -87,62 +84,20 @@ type Filter struct {
 
 // List returns this backend's results that match f, newest first.
 func (b *Backend) List(ctx context.Context, f Filter) ([]*tasks.RawResult, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", fmt.Sprintf("$%d", len(args))))
-	}
-	add("backend = ?", b.Name())
-	if f.TaskName != "" {
-		add("task_name = ?", f.TaskName)
-	}
-	if f.Queue != "" {
-		add("queue = ?", f.Queue)
-	}
-	if f.VerboseName != "" {
-		add("verbose_name = ?", f.VerboseName)
-	}
-	if f.Creator != "" {
-		add("creator = ?", f.Creator)
-	}
-	if !f.EnqueuedAfter.IsZero() {
-		add("enqueued_at > ?", b.dialect.ts(f.EnqueuedAfter))
-	}
-	if !f.EnqueuedBefore.IsZero() {
-		add("enqueued_at < ?", b.dialect.ts(f.EnqueuedBefore))
-	}
-	if len(f.Statuses) > 0 {
-		ph := make([]string, len(f.Statuses))
-		for i, s := range f.Statuses {
-			args = append(args, string(s))
-			ph[i] = fmt.Sprintf("$%d", len(args))
-		}
-		where = append(where, "status IN ("+strings.Join(ph, ",")+")")
-	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	limit = min(limit, 10000)
-	q := fmt.Sprintf("SELECT %s FROM gotasks_task WHERE %s ORDER BY enqueued_at DESC, id DESC LIMIT %d",
-		resultColumns, strings.Join(where, " AND "), limit)
-	rows, err := b.queryer(ctx).QueryContext(ctx, q, args...)
+	rows, err := b.store.list(ctx, b.queryer(ctx), f, limit)
 	if err != nil {
 		return nil, b.wrapErr("list", err)
 	}
-	defer rows.Close()
 	var out []*tasks.RawResult
-	for rows.Next() {
-		r, err := scanResult(rows)
-		if err != nil {
-			return nil, b.wrapErr("list", err)
-		}
+	for _, r := range rows {
 		out = append(out, &r.RawResult)
 	}
-	return out, b.wrapErr("list", rows.Err())
+	return out, nil
 }
 
 // WaitResult implements tasks.Waiter: it returns when the result is
@@ -153,7 +108,7 @@ func (b *Backend) WaitResult(ctx context.Context, id string) (*tasks.RawResult, 
 	defer cancel()
 	backstop := 50 * time.Millisecond
 	maxBackstop := time.Second
-	if b.dialect == Postgres {
+	if b.has(featNotify) { // notified across processes: polling is only the backstop
 		backstop = 250 * time.Millisecond
 		maxBackstop = 2 * time.Second
 	}

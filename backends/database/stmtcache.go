@@ -6,9 +6,9 @@ import (
 	"sync"
 )
 
-// stmtCache keeps prepared statements for the hot queries on SQLite, whose
-// driver parses the SQL on every call otherwise (pgx caches prepared
-// statements per connection by itself).
+// stmtCache keeps prepared statements for the hot queries of sqliteStore:
+// SQLite's driver parses the SQL on every call otherwise (pgx caches
+// prepared statements per connection by itself).
 type stmtCache struct {
 	db *sql.DB
 	m  sync.Map // query → *sql.Stmt
@@ -82,19 +82,16 @@ func (q cachedQuerier) QueryRowContext(ctx context.Context, query string, args .
 	return s.QueryRowContext(ctx, args...)
 }
 
-// sq returns the querier to use for q: on SQLite, through the statement
-// cache; on PostgreSQL, q itself.
-func (b *Backend) sq(q querier) querier {
-	if b.dialect != SQLite {
-		return q
-	}
+// wrap returns q through the cache: the cache's own database, or a
+// transaction of it. Other queriers are returned as they are.
+func (c *stmtCache) wrap(q querier) querier {
 	switch x := q.(type) {
 	case *sql.DB:
-		if x == b.db.DB {
-			return cachedQuerier{c: &b.stmts}
+		if x == c.db {
+			return cachedQuerier{c: c}
 		}
 	case *sql.Tx:
-		return cachedQuerier{c: &b.stmts, tx: x}
+		return cachedQuerier{c: c, tx: x}
 	}
 	return q
 }

@@ -1,0 +1,112 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// sqliteStore's statements other than the worker's: enqueue, results,
+// prune, schema.
+
+// errUnsupported reports a statement the store's database does not have
+// (see the features).
+var errUnsupported = errors.New("not supported by this database")
+
+// sqliteInsert inserts the rows of a JSON array in one statement: one
+// parameter whatever the batch size, so the statement text is constant and
+// SQLite parses the batch in C rather than binding thousands of parameters.
+const sqliteInsert = `INSERT INTO gotasks_task (id, task_name, status, args, priority, queue, backend, run_after,
+	enqueued_at, max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until)
+SELECT j.value->>'$[0]', j.value->>'$[1]', 'READY', j.value->>'$[2]', j.value->>'$[3]', j.value->>'$[4]', $2,
+	j.value->>'$[5]', $3, j.value->>'$[6]', j.value->>'$[7]', j.value->>'$[8]', j.value->>'$[9]',
+	j.value->>'$[10]', j.value->>'$[11]'
+FROM json_each($1) AS j`
+
+func (s *sqliteStore) insert(ctx context.Context, q querier, rs []*tasks.RawResult, at time.Time) error {
+	rowsJSON := make([][]any, len(rs))
+	for i, r := range rs {
+		rowsJSON[i] = []any{r.ID, r.TaskName, string(r.Args), r.Priority, r.Queue, s.ts(r.RunAfter),
+			r.MaxAttempts, r.Timeout.Milliseconds(), r.VerboseName, r.Creator, r.Repeat.Milliseconds(),
+			s.tsPtr(r.RepeatUntil)}
+	}
+	payload, err := json.Marshal(rowsJSON)
+	if err != nil {
+		return fmt.Errorf("encode rows: %w", err)
+	}
+	_, err = s.sq(q).ExecContext(ctx, sqliteInsert, string(payload), s.backend(), s.ts(at))
+	return err
+}
+
+// copyIn: SQLite has no bulk load (no featCopy); insert is as fast.
+func (s *sqliteStore) copyIn(context.Context, []*tasks.RawResult, time.Time) error { return errNoCopy }
+
+func (s *sqliteStore) get(ctx context.Context, q querier, id string) (*row, error) {
+	return getRow(ctx, s.sq(q), id, s.backend())
+}
+
+func (s *sqliteStore) list(ctx context.Context, q querier, f Filter, limit int) ([]*row, error) {
+	query, args := listQuery(s.backend(), f, limit, s.ts)
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanResults(rows)
+}
+
+func (s *sqliteStore) cancel(ctx context.Context, q querier, id string, at time.Time) (bool, error) {
+	res, err := q.ExecContext(ctx, cancelSQL, s.ts(at), id, s.backend())
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// pruneFilter returns the conditions and arguments of a prune phase: $3 the
+// queues when filtered.
+func (s *sqliteStore) pruneFilter(ph prunePhase, queues []string) (string, []any) {
+	where := pruneWhere(ph)
+	args := []any{s.backend(), s.ts(ph.cutoff)}
+	if len(queues) > 0 {
+		where += ` AND queue IN (SELECT value FROM json_each($3))`
+		args = append(args, jsonArray(queues))
+	}
+	return where, args
+}
+
+// pruneBatch needs no row locks: SQLite's writers take turns.
+func (s *sqliteStore) pruneBatch(ctx context.Context, q querier, ph prunePhase, queues []string, limit int) (PruneReport, error) {
+	where, args := s.pruneFilter(ph, queues)
+	lim := fmt.Sprintf("$%d", len(args)+1)
+	args = append(args, limit)
+	stmt := `DELETE FROM gotasks_task WHERE id IN (
+	` + pruneSelectSQL(where, lim, "") + `)
+RETURNING status`
+	return queryPruned(ctx, q, stmt, args, false)
+}
+
+func (s *sqliteStore) pruneCount(ctx context.Context, q querier, ph prunePhase, queues []string) (PruneReport, error) {
+	where, args := s.pruneFilter(ph, queues)
+	return queryPruned(ctx, q, pruneCountSQL(where), args, true)
+}
+
+func (s *sqliteStore) appliedMigrations(ctx context.Context, q querier) ([]string, error) {
+	return appliedMigrations(ctx, q)
+}
+
+// advisoryLock: SQLite has none (no featAdvisoryLock); migrations use bun's
+// lock table.
+func (s *sqliteStore) advisoryLock(context.Context, *sql.Conn, int64) (func(context.Context), error) {
+	return nil, fmt.Errorf("advisory lock: %w", errUnsupported)
+}
+
+// listen: SQLite has no notifications across processes (no featListen).
+func (s *sqliteStore) listen(context.Context, listener) error {
+	return fmt.Errorf("listen: %w", errUnsupported)
+}
