@@ -40,7 +40,7 @@ type planTagger struct {
 // of a worker that processed n tasks since start (empty where the backend
 // has no use for plan generations).
 func (p *planTagger) comment(b *Backend, n int64, start time.Time) string {
-	if !b.planGenerations() {
+	if !b.has(featPlanGenerations) {
 		return ""
 	}
 	gen := planGeneration(n, time.Since(start))
@@ -49,7 +49,3 @@ func (p *planTagger) comment(b *Backend, n int64, start time.Time) string {
 	}
 	return p.tag
 }
-
-// planGenerations reports whether statements carry plan generations.
-// TODO(store seam): ask the store's feature flags.
-func (b *Backend) planGenerations() bool { return b.dialect == Postgres }
