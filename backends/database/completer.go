@@ -161,7 +161,8 @@ func (c *completer) record(batch []*outcome) {
 			c.afterRecord(batch, done)
 			return
 		}
-		c.log.Error("gotasks: recording task outcomes failed; retrying", "err", err, "tasks", len(batch),
+		// WARN while retrying; ERROR below only when the completer gives up.
+		c.log.Warn("gotasks: recording task outcomes failed; retrying", "err", err, "tasks", len(batch),
 			"attempt", attempt, "retry_in", delay)
 		t := time.NewTimer(delay)
 		select {

@@ -124,7 +124,9 @@ func (f *fetcher) loop(ctx context.Context, wake <-chan struct{}) {
 			if ctx.Err() != nil {
 				return
 			}
-			f.log.Error("gotasks: claim failed; retrying", "err", err, "retry_in", errDelay)
+			// A database blip: WARN while the loop retries (it never gives
+			// up; the running tasks are not affected).
+			f.log.Warn("gotasks: claim failed; retrying", "err", err, "retry_in", errDelay)
 			if !sleepCtx(ctx, errDelay) {
 				return
 			}

@@ -66,9 +66,16 @@ func NewWorker(b *Backend, cfg WorkerConfig) (*Worker, error) {
 	// finished task's goroutine never waits for the completer.
 	outcomes := make(chan *outcome, cfg.Concurrency+cfg.recordBacklog())
 	w.exec = newExecutor(b, cfg, w.log, w.t, outcomes)
+	if cfg.TaskContext != nil {
+		// The parent of every attempt's context carries the application's
+		// values (WorkerConfig.TaskContext); the executor still cancels it.
+		w.exec.cancelTasks()
+		w.exec.taskCtx, w.exec.cancelTasks = context.WithCancel(taskBase(cfg.TaskContext))
+	}
 	w.fetcher = newFetcher(b, cfg, w.log, w.t, w.exec, func() { w.stopByItself("queue empty") })
 	w.completer = newCompleter(b, cfg, w.log, w.t, outcomes, func() { w.stopByItself("max tasks reached") })
-	w.heartbeat = &heartbeat{b: b, log: w.log, workerID: cfg.WorkerID, interval: cfg.HeartbeatInterval, t: w.t}
+	w.heartbeat = &heartbeat{b: b, log: w.log, workerID: cfg.WorkerID, interval: cfg.HeartbeatInterval,
+		rescueAfter: cfg.RescueAfter, t: w.t}
 	w.rescuer = &rescuer{b: b, log: w.log, workerID: cfg.WorkerID, rescueAfter: cfg.RescueAfter, maxRunTime: cfg.MaxRunTime}
 	return w, nil
 }
@@ -156,6 +163,17 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.log.Info("gotasks: worker started", "queues", queuesLabel(w.cfg.Queues), "exclude", w.cfg.ExcludeQueues,
 		"concurrency", w.cfg.Concurrency, "dialect", w.b.dialect)
 	return nil
+}
+
+// taskBase calls hook once and keeps the values of the context it returns,
+// not its cancellation or deadline. A hook that returns nil keeps the
+// background context.
+func taskBase(hook func(context.Context) context.Context) context.Context {
+	ctx := hook(context.Background())
+	if ctx == nil {
+		return context.Background()
+	}
+	return context.WithoutCancel(ctx)
 }
 
 func queuesLabel(q []string) any {

@@ -1,6 +1,7 @@
 package database
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -90,6 +91,24 @@ type WorkerConfig struct {
 	GracePeriod time.Duration
 	// Logger defaults to the backend's logger.
 	Logger *slog.Logger
+	// TaskContext, if set, gives the worker's tasks the application's
+	// dependencies without package globals. It is called once, by
+	// NewWorker, with a background context, and the context it returns is
+	// the parent of every attempt's context: put the application's values
+	// in it (context.WithValue), and read them in the tasks through a typed
+	// accessor of the application:
+	//
+	//	type appKey struct{}
+	//	func AppFrom(ctx context.Context) *App { return ctx.Value(appKey{}).(*App) }
+	//
+	//	database.WorkerConfig{TaskContext: func(ctx context.Context) context.Context {
+	//		return context.WithValue(ctx, appKey{}, app)
+	//	}}
+	//
+	// Only its values are used: its cancellation and deadline are not
+	// (the worker cancels its tasks itself, at a hard stop). workercmd's
+	// Command.Setup is the same hook for a worker binary.
+	TaskContext func(ctx context.Context) context.Context
 }
 
 func (c *WorkerConfig) normalize(b *Backend) error {
