@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 )
@@ -14,16 +15,45 @@ var backends = struct {
 	sync.RWMutex
 	m        map[string]Backend
 	fallback Backend
-}{m: map[string]Backend{}}
+	// open counts, per backend name, the backends (and the workers of
+	// backends) in use in this process; see MarkBackendOpen.
+	open map[string]int
+	// warned is set once the implicit default's warning was logged.
+	warned bool
+}{m: map[string]Backend{}, open: map[string]int{}}
 
 // RegisterBackend configures b under b.Name(), replacing a backend of that
 // name if there was one. It returns a function that restores the previous
 // state (handy in tests: t.Cleanup(tasks.RegisterBackend(b))).
+//
+// Tasks that name no backend (WithBackend) enqueue to the one registered
+// under "default" (DefaultBackendName). Register the backend meant to run
+// them under that name: give it the name "default" (the database backend's
+// default name), or register it a second time with RegisterBackendAs.
 func RegisterBackend(b Backend) (restore func()) {
 	if b == nil {
 		panic("tasks: RegisterBackend(nil)")
 	}
-	name := b.Name()
+	return registerBackend(b.Name(), b)
+}
+
+// RegisterBackendAs configures b under name as well, replacing a backend
+// configured under that name if there was one: typically
+// RegisterBackendAs("default", b) to make b, registered under its own name,
+// the backend of the tasks that name none. b keeps its own Name(): it
+// stores the tasks enqueued through name as its own, and its workers run
+// them. It returns a function that restores the previous state.
+func RegisterBackendAs(name string, b Backend) (restore func()) {
+	if b == nil {
+		panic("tasks: RegisterBackendAs(nil)")
+	}
+	if name == "" {
+		name = DefaultBackendName
+	}
+	return registerBackend(name, b)
+}
+
+func registerBackend(name string, b Backend) (restore func()) {
 	backends.Lock()
 	prev, had := backends.m[name]
 	backends.m[name] = b
@@ -49,10 +79,38 @@ func UnregisterBackend(name string) {
 	backends.Unlock()
 }
 
-// GetBackend returns the backend configured under name. With nothing
-// configured under "default", it returns a process-wide immediate backend
-// (the django-tasks default). An unknown name is an error wrapping
-// ErrInvalidBackend.
+// LookupBackend returns the backend configured under name ("" means
+// "default"), and false when there is none. Unlike GetBackend, it never
+// returns the implicit default.
+func LookupBackend(name string) (Backend, bool) {
+	if name == "" {
+		name = DefaultBackendName
+	}
+	backends.RLock()
+	defer backends.RUnlock()
+	b, ok := backends.m[name]
+	return b, ok
+}
+
+// GetBackend returns the backend configured under name. An unknown name is
+// an error wrapping ErrInvalidBackend.
+//
+// With nothing configured under "default", GetBackend("default") returns
+// the implicit default: a process-wide immediate backend that runs each
+// task in the caller's goroutine as it is enqueued (the django-tasks
+// default), which is what a script or a first try wants. In a process that
+// has a real backend, it is almost always a mistake: a forgotten
+// RegisterBackend, or a backend registered under another name only, and
+// tasks then run inline in a web request instead of in a worker. So the
+// first time the implicit default is used while any backend is registered
+// (under another name) or marked open with MarkBackendOpen (the database
+// backend's workers do), GetBackend logs a warning, once per process,
+// through slog.Default(), naming the backends and the fix:
+// RegisterBackend(b) for a backend named "default", or
+// RegisterBackendAs("default", b). It is not an error: a process may use
+// the implicit default on purpose next to other backends. Tasks run by a
+// worker enqueue their follow-ups to that worker's backend, not to
+// "default" (see TaskContext).
 func GetBackend(name string) (Backend, error) {
 	if name == "" {
 		name = DefaultBackendName
@@ -64,25 +122,76 @@ func GetBackend(name string) (Backend, error) {
 		return b, nil
 	}
 	if name == DefaultBackendName {
-		backends.Lock()
-		defer backends.Unlock()
-		if b, ok := backends.m[name]; ok {
-			return b, nil
-		}
-		if backends.fallback == nil {
-			backends.fallback = newFallback()
-		}
-		return backends.fallback, nil
+		return implicitDefault()
 	}
 	return nil, fmt.Errorf("%w: no backend named %q is configured (configured: %v)", ErrInvalidBackend, name, BackendNames())
+}
+
+// implicitDefault returns the backend registered under "default" if one
+// was registered meanwhile, else the fallback, logging the warning of
+// GetBackend the first time it is due.
+func implicitDefault() (Backend, error) {
+	backends.Lock()
+	if b, ok := backends.m[DefaultBackendName]; ok {
+		backends.Unlock()
+		return b, nil
+	}
+	if backends.fallback == nil {
+		backends.fallback = newFallback()
+	}
+	fb := backends.fallback
+	var registered, open []string
+	warn := !backends.warned && (len(backends.m) > 0 || len(backends.open) > 0)
+	if warn {
+		backends.warned = true
+		registered = sortedKeys(backends.m)
+		open = sortedKeys(backends.open)
+	}
+	backends.Unlock()
+	if warn {
+		// Logged outside the lock: a handler may enqueue or look up
+		// backends.
+		slog.Default().Warn(`gotasks: a task was enqueued to the implicit "default" backend, which runs it inline in the caller: `+
+			`no backend is registered under "default" although this process has other backends. `+
+			`Register the backend that should run these tasks: tasks.RegisterBackend(b) for a backend named "default", `+
+			`or tasks.RegisterBackendAs("default", b). This warning is logged once per process.`,
+			"registered", registered, "open", open)
+	}
+	return fb, nil
+}
+
+// MarkBackendOpen records that a backend named name is in use in this
+// process (open, or running a worker) until done is called: while any is,
+// the first use of the implicit default logs the warning described at
+// GetBackend even if nothing is registered. It is for backend and worker
+// authors; database.Worker calls it while it runs. done may be called more
+// than once.
+func MarkBackendOpen(name string) (done func()) {
+	backends.Lock()
+	backends.open[name]++
+	backends.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			backends.Lock()
+			defer backends.Unlock()
+			if backends.open[name]--; backends.open[name] <= 0 {
+				delete(backends.open, name)
+			}
+		})
+	}
 }
 
 // BackendNames lists the configured backend names, sorted.
 func BackendNames() []string {
 	backends.RLock()
 	defer backends.RUnlock()
-	names := make([]string, 0, len(backends.m))
-	for n := range backends.m {
+	return sortedKeys(backends.m)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
 		names = append(names, n)
 	}
 	sort.Strings(names)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gotasks/gotasks/tasks"
 )
 
 // Worker claims due tasks of one database backend and runs them: claims
@@ -22,6 +24,14 @@ import (
 // workers). docs/worker.md has a code map.
 //
 // A Worker runs once: Start (or Run), then Stop or StopAndCancel.
+//
+// A Worker does not register its backend (tasks.RegisterBackend): the
+// tasks it runs enqueue their follow-ups to its backend through their
+// context, but other code of the process enqueues to the backend
+// registered under "default". While a worker runs, the first use of the
+// implicit inline default in its process logs a warning (see
+// tasks.GetBackend). WorkerConfig.TaskContext hands the tasks the
+// application's dependencies.
 type Worker struct {
 	b   *Backend
 	cfg WorkerConfig
@@ -37,6 +47,9 @@ type Worker struct {
 	startOnce sync.Once
 	started   atomic.Bool
 	startedAt time.Time
+	// unmark ends the worker's mark on its backend's name (see
+	// tasks.MarkBackendOpen), set by Start, called by finish.
+	unmark func()
 
 	// bgCancel stops the Duration timer goroutine; bgDone waits for it.
 	bgCancel context.CancelFunc
@@ -136,6 +149,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	if _, err := w.rescuer.rescueExpired(ctx); err != nil {
 		w.log.Warn("gotasks: rescue failed", "err", err)
 	}
+	// While the worker runs, a use of the implicit inline default in this
+	// process is logged as the likely mistake it is (tasks.GetBackend).
+	w.unmark = tasks.MarkBackendOpen(w.b.Name())
 	w.startedAt = time.Now()
 	w.fetcher.startedAt, w.completer.startedAt = w.startedAt, w.startedAt
 	w.started.Store(true)
@@ -247,6 +263,7 @@ func (w *Worker) finish(ctx context.Context, stopErr error) error {
 	w.bgCancel()
 	w.bgDone.Wait()
 	w.exec.cancelTasks()
+	w.unmark()
 	w.stopErr = stopErr
 	w.log.Info("gotasks: worker stopped", "processed", w.t.processed.Load(), "hard", w.exec.hardStopped.Load(),
 		"claim_statements", w.fetcher.claims.Load(), "complete_statements", w.completer.records.Load())
