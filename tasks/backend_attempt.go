@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"runtime/debug"
 	"time"
@@ -42,6 +43,35 @@ type AttemptConfig struct {
 	// backend that stores times at a coarser precision passes a clock that
 	// truncates to it, so that stored and returned times agree.
 	Now func() time.Time
+	// Logger is the base of the task's logger (TaskContext.Logger) and
+	// where the attempt's life-cycle is logged; nil means Backend.Logger()
+	// (slog.Default() unless the backend has its own).
+	Logger *slog.Logger
+	// Running is the backend running the attempt. It is in the task's
+	// context (TaskContext.Backend): a follow-up task that names no backend
+	// is enqueued to it. A backend with CanDefer also snoozes tasks (see
+	// Snooze); without Running, a snooze is recorded as a failure.
+	Running Backend
+	// HandBack, when set, is asked after a failed attempt whether the
+	// backend stopped under the task (a worker's hard stop): the task is
+	// then handed back (Attempt.HandedBack) instead of failing.
+	HandBack func() bool
+}
+
+// logger returns the logger of the attempts run with c.
+func (c AttemptConfig) logger() *slog.Logger {
+	switch {
+	case c.Logger != nil:
+		return c.Logger
+	case c.Backend != nil:
+		return c.Backend.Logger()
+	}
+	return slog.Default()
+}
+
+// snoozes reports whether the backend of c can snooze tasks.
+func (c AttemptConfig) snoozes() bool {
+	return c.Running != nil && c.Running.Capabilities().Has(CanDefer)
 }
 
 func (c AttemptConfig) now() time.Time {
@@ -100,10 +130,20 @@ type Attempt struct {
 	Err error
 	// Record is Err as stored in the result's error list; nil on success.
 	Record *TaskError
-	// RunAfter is when the retry is due (Status READY).
+	// RunAfter is when the retry (or the snoozed task) is due (Status
+	// READY).
 	RunAfter time.Time
 	// End is when the attempt ended (UTC).
 	End time.Time
+	// Snoozed: the task returned Snooze(d) on a backend that can defer it.
+	// Status is READY, RunAfter End + d; Err is the *SnoozeError, Record
+	// nil: the attempt is not counted and no error is recorded.
+	Snoozed bool
+	// HandedBack: the backend stopped under the task (AttemptConfig.HandBack).
+	// Status is READY with the run-after unchanged; Err is the attempt's
+	// error, Record nil: the attempt is not counted and no error is
+	// recorded.
+	HandedBack bool
 }
 
 // ErrGoexit is the error of an attempt whose task called runtime.Goexit
@@ -132,18 +172,29 @@ func (e *BadErrorValue) Error() string {
 // outcome on it.
 //
 // The attempt looks the task up by name, decodes the arguments, applies the
-// policy's timeout to ctx, calls the function with panics recovered and
-// encodes the return value. Its error is always safe to log and record: a
-// panic becomes a *PanicError (with the stack), an error value that would
-// crash its user (a typed nil pointer, an Error or Unwrap method that
-// panics) a *BadErrorValue, an error after the timeout cancelled the
-// context a *TimeoutError, an unregistered task an *UnknownTaskError, and
-// arguments that do not decode an *ArgsError.
+// policy's timeout to ctx, puts the TaskContext in it (see FromContext) and
+// calls the function with panics recovered and encodes the return value.
+// Its error is always safe to log and record: a panic becomes a
+// *PanicError (with the stack), an error value that would crash its user
+// (a typed nil pointer, an Error or Unwrap method that panics) a
+// *BadErrorValue, an error after the timeout cancelled the context a
+// *TimeoutError, an unregistered task an *UnknownTaskError, and arguments
+// that do not decode an *ArgsError.
 //
 // The outcome is SUCCESSFUL without error. A failed attempt is READY again
 // (a retry at End + Backoff(Number)) when the policy retries, attempts are
-// left and the failure is not permanent; otherwise it is FAILED. An unknown
-// task and undecodable arguments are permanent: no retry can fix them.
+// left and the failure is not permanent; otherwise it is FAILED.
+// Undecodable arguments are permanent (no retry can fix them), and so is
+// an error the task marked with NoRetry. An unknown task is retried like
+// any failure: a worker that knows it may run it later (a rolling deploy).
+// A task that returns Snooze(d) is READY again at End + d without the
+// attempt counted, on a backend that can defer (cfg.Running has CanDefer);
+// elsewhere the snooze is FAILED with a *SnoozeError saying why.
+//
+// RunAttempt logs the attempt with the task's logger (TaskContext.Logger):
+// its start and its success at DEBUG, a failure to be retried at WARN, a
+// final failure at ERROR with the error (and the stack of a panic), a
+// snooze at DEBUG.
 //
 // If the task calls runtime.Goexit (as testing.T.FailNow does), finish is
 // called with Err ErrGoexit while the calling goroutine unwinds, and
@@ -152,28 +203,90 @@ func (e *BadErrorValue) Error() string {
 // finish.
 func RunAttempt(ctx context.Context, rec *RawResult, cfg AttemptConfig, finish func(Attempt)) {
 	pol := cfg.ResolvePolicy(rec)
+	tc := newTaskContext(rec, cfg, pol, cfg.logger())
 	number := rec.Attempts
+	start := time.Now()
+	tc.Logger.Debug("gotasks: task started")
 	returned := false
+	done := func(out json.RawMessage, err error) {
+		a := classify(number, pol, out, err, cfg.now())
+		a = cfg.adjust(a, pol)
+		logAttempt(tc.Logger, a, time.Since(start))
+		finish(a)
+	}
 	defer func() {
 		if !returned { // runtime.Goexit: deferred calls run, recover is nil
-			finish(classify(number, pol, nil, ErrGoexit, cfg.now()))
+			done(nil, ErrGoexit)
 		}
 	}()
-	out, err := execute(ctx, rec, pol.Timeout)
+	out, err := execute(context.WithValue(ctx, taskContextKey{}, tc), rec, pol.Timeout)
 	returned = true
-	finish(classify(number, pol, out, err, cfg.now()))
+	done(out, err)
+}
+
+// adjust turns a classified failure into a hand-back when the backend
+// stopped under the task, and a snooze into a failure on a backend that
+// cannot defer.
+func (c AttemptConfig) adjust(a Attempt, pol Policy) Attempt {
+	if a.Err == nil || a.Snoozed && c.snoozes() {
+		return a
+	}
+	if c.HandBack != nil && c.HandBack() {
+		return Attempt{Number: a.Number, Status: StatusReady, Err: a.Err, End: a.End, HandedBack: true}
+	}
+	if a.Snoozed && !c.snoozes() {
+		name := "?"
+		if c.Running != nil {
+			name = c.Running.Name()
+		} else if c.Backend != nil {
+			name = c.Backend.Name()
+		}
+		var se *SnoozeError
+		errors.As(a.Err, &se)
+		err := &SnoozeError{Delay: se.Delay, backend: name}
+		te := NewTaskError(a.Number, a.End, err)
+		return Attempt{Number: a.Number, Status: StatusFailed, Err: err, Record: &te, End: a.End}
+	}
+	return a
+}
+
+// logAttempt logs the outcome a of an attempt that took d.
+func logAttempt(log *slog.Logger, a Attempt, d time.Duration) {
+	switch {
+	case a.Status == StatusSuccessful:
+		log.Debug("gotasks: task succeeded", "duration", d.String())
+	case a.Snoozed:
+		log.Debug("gotasks: task snoozed", "run_after", a.RunAfter, "duration", d.String())
+	case a.HandedBack:
+		log.Debug("gotasks: task handed back: the backend stopped under it", "err", a.Err.Error(), "duration", d.String())
+	case a.Status == StatusReady:
+		log.Warn("gotasks: task attempt failed; will retry", "err", a.Record.Message, "error_type", a.Record.Type,
+			"retry_at", a.RunAfter, "duration", d.String())
+	default:
+		args := []any{"err", a.Record.Message, "error_type", a.Record.Type, "duration", d.String()}
+		if a.Record.Stack != "" {
+			args = append(args, "stack", a.Record.Stack)
+		}
+		log.Error("gotasks: task failed", args...)
+	}
 }
 
 // Apply records a on rec: status, return value, error list, finish time,
-// and the run-after of a retry.
+// and the run-after of a retry. A snoozed or handed-back attempt is not
+// counted: rec.Attempts goes back by one.
 func (a Attempt) Apply(rec *RawResult) {
 	rec.Status = a.Status
-	switch a.Status {
-	case StatusSuccessful:
+	switch {
+	case a.Snoozed:
+		rec.Attempts--
+		rec.RunAfter = a.RunAfter
+	case a.HandedBack:
+		rec.Attempts--
+	case a.Status == StatusSuccessful:
 		rec.ReturnValue = a.Value
 		end := a.End
 		rec.FinishedAt = &end
-	case StatusReady:
+	case a.Status == StatusReady:
 		rec.Errors = append(rec.Errors, *a.Record)
 		rec.RunAfter = a.RunAfter
 	default:
@@ -191,13 +304,19 @@ func classify(number int, pol Policy, out json.RawMessage, err error, end time.T
 		a.Status, a.Value = StatusSuccessful, out
 		return a
 	}
-	te, perm, ierr := inspect(number, end, err)
+	te, ctl, ierr := inspect(number, end, err)
 	if ierr != nil { // its Error, Unwrap, Is or As method panicked
 		err = ierr
-		te, perm, _ = inspect(number, end, err)
+		te, ctl, _ = inspect(number, end, err)
 	}
-	a.Err, a.Record = err, &te
-	if pol.Retries && !perm && number < pol.MaxAttempts {
+	a.Err = err
+	if ctl.snooze != nil {
+		a.Status, a.Snoozed = StatusReady, true
+		a.RunAfter = end.Add(ctl.snooze.Delay).Truncate(time.Microsecond)
+		return a
+	}
+	a.Record = &te
+	if pol.Retries && !ctl.permanent && number < pol.MaxAttempts {
 		a.Status = StatusReady
 		a.RunAfter = end.Add(pol.Backoff(number)).Truncate(time.Microsecond)
 	} else {
@@ -211,7 +330,7 @@ func classify(number int, pol Policy, out json.RawMessage, err error, end time.T
 func execute(ctx context.Context, rec *RawResult, timeout time.Duration) (json.RawMessage, error) {
 	r, ok := Lookup(rec.TaskName)
 	if !ok {
-		return nil, &UnknownTaskError{Name: rec.TaskName}
+		return nil, &UnknownTaskError{Name: rec.TaskName, Binary: binaryName()}
 	}
 	runCtx := ctx
 	if timeout > 0 {
@@ -259,12 +378,20 @@ func usableError(err error) (safe error) {
 	return err
 }
 
-// inspect records err and tells whether it is permanent: a failure that no
-// retry can fix (the task is not registered in this binary, or its stored
-// arguments do not decode). Both walk err's chain of wrapped errors, whose
-// methods the task wrote: when one of them panics, inspect returns a
-// *BadErrorValue to record instead.
-func inspect(number int, end time.Time, err error) (te TaskError, permanent bool, bad error) {
+// control is what an error asks of its backend.
+type control struct {
+	// permanent: no retry can fix it (undecodable arguments, NoRetry).
+	permanent bool
+	// snooze is set for Snooze.
+	snooze *SnoozeError
+}
+
+// inspect records err and tells what it asks: a permanent failure (stored
+// arguments that do not decode, or an error marked with NoRetry) or a
+// snooze. Both walk err's chain of wrapped errors, whose methods the task
+// wrote: when one of them panics, inspect returns a *BadErrorValue to
+// record instead.
+func inspect(number int, end time.Time, err error) (te TaskError, ctl control, bad error) {
 	defer func() {
 		if v := recover(); v != nil {
 			bad = &BadErrorValue{Type: fmt.Sprintf("%T", err), Problem: fmt.Sprintf("inspecting it panicked: %v", v)}
@@ -272,6 +399,10 @@ func inspect(number int, end time.Time, err error) (te TaskError, permanent bool
 	}()
 	te = NewTaskError(number, end, err)
 	var ae *ArgsError
-	permanent = errors.Is(err, ErrUnknownTask) || errors.As(err, &ae)
-	return te, permanent, nil
+	ctl.permanent = errors.As(err, &ae) || errors.Is(err, ErrNoRetry)
+	var se *SnoozeError
+	if errors.As(err, &se) && se != nil {
+		ctl.snooze = se
+	}
+	return te, ctl, nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -140,8 +142,10 @@ func TestRunAttemptErrors(t *testing.T) {
 	t.Run("unknown task", func(t *testing.T) {
 		t.Parallel()
 		a := runAttempt(t, t.Context(), rec("tasks_test.no-such-task", `{}`, 0), none)
-		if !errors.Is(a.Err, tasks.ErrUnknownTask) || !strings.Contains(a.Err.Error(), "tasks_test.no-such-task") {
-			t.Errorf("unknown task: %v, want ErrUnknownTask naming it", a.Err)
+		exe, _ := os.Executable()
+		if !errors.Is(a.Err, tasks.ErrUnknownTask) || !strings.Contains(a.Err.Error(), "tasks_test.no-such-task") ||
+			!strings.Contains(a.Err.Error(), filepath.Base(exe)) {
+			t.Errorf("unknown task: %v, want ErrUnknownTask naming it and the binary %s", a.Err, filepath.Base(exe))
 		}
 	})
 
@@ -302,7 +306,7 @@ func TestRunAttemptClassification(t *testing.T) {
 			return r
 		}(), retries, tasks.StatusReady, time.Hour},
 		{"backend without retries", rec(execTask.Name(), `{"mode":"fail"}`, 0), tasks.AttemptConfig{Backend: backend}, tasks.StatusFailed, 0},
-		{"unknown task is permanent", rec("tasks_test.no-such-task", `{}`, 0), retries, tasks.StatusFailed, 0},
+		{"unknown task is retried", rec("tasks_test.no-such-task", `{}`, 0), retries, tasks.StatusReady, time.Hour},
 		{"undecodable arguments are permanent", rec(execTask.Name(), `{"mode":1}`, 0), retries, tasks.StatusFailed, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {

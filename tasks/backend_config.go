@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 )
@@ -20,6 +21,20 @@ type BackendConfig struct {
 	MaxAttempts int
 	// Backoff is the default delay before retry n (nil: DefaultBackoff).
 	Backoff Backoff
+	// Log is the backend's logger (see Logger); nil means slog.Default().
+	Log *slog.Logger
+}
+
+// Logger returns the backend's logger: Log, else slog.Default(). It logs
+// the life-cycle of the tasks the backend runs in-process (the immediate
+// and dummy backends, the default) and is the base of their
+// TaskContext.Logger. The database backend has its own (database.WithLogger;
+// its workers use WorkerConfig.Logger).
+func (c *BackendConfig) Logger() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.Default()
 }
 
 // Name implements Backend.
@@ -97,3 +112,6 @@ func WithDefaultMaxAttempts(n int) BackendOption { return func(c *BackendConfig)
 
 // WithDefaultBackoff sets the backend's default retry backoff.
 func WithDefaultBackoff(b Backoff) BackendOption { return func(c *BackendConfig) { c.Backoff = b } }
+
+// WithLogger sets the backend's logger (see BackendConfig.Logger).
+func WithLogger(l *slog.Logger) BackendOption { return func(c *BackendConfig) { c.Log = l } }

@@ -3,7 +3,10 @@ package tasks
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
+	"sync"
 	"time"
 )
 
@@ -48,20 +51,40 @@ func (e *ReturnValueError) Error() string {
 func (e *ReturnValueError) Unwrap() error { return e.Err }
 
 // UnknownTaskError reports a stored task whose name is not registered in
-// the running binary. It matches ErrUnknownTask with errors.Is. It is a
-// permanent failure: the task is not retried.
+// the running binary. It matches ErrUnknownTask with errors.Is. It is
+// retried with backoff like any failure, so that a task enqueued by a
+// newer web process waits for a worker that knows it (a rolling deploy)
+// instead of failing for good.
 type UnknownTaskError struct {
 	// Name is the stored task name.
 	Name string
+	// Binary is the name of the executable that could not run it.
+	Binary string
 }
 
 // Error implements error.
 func (e *UnknownTaskError) Error() string {
-	return fmt.Sprintf("task %q not registered in this binary (is the package that defines it imported?)", e.Name)
+	bin := e.Binary
+	if bin == "" {
+		bin = "this binary"
+	}
+	return fmt.Sprintf("task %q is not registered in %s (is the package that defines it imported? "+
+		"a task enqueued by newer code is retried until a worker that defines it runs it)", e.Name, bin)
 }
 
 // Is reports whether target is ErrUnknownTask.
 func (e *UnknownTaskError) Is(target error) bool { return target == ErrUnknownTask }
+
+// binaryName is the name of the running executable, for UnknownTaskError.
+var binaryName = sync.OnceValue(func() string {
+	if exe, err := os.Executable(); err == nil {
+		return filepath.Base(exe)
+	}
+	if len(os.Args) > 0 {
+		return filepath.Base(os.Args[0])
+	}
+	return ""
+})
 
 // TimeoutError reports an attempt that failed after its timeout cancelled
 // its context.
@@ -110,7 +133,7 @@ func errorType(err error) string {
 	for e := err; e != nil; {
 		t := reflect.TypeOf(e).String()
 		switch t {
-		case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError":
+		case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.joinError", "*tasks.NoRetryError":
 		default:
 			return t
 		}

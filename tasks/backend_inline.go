@@ -18,7 +18,9 @@ import (
 //  1. the READY result is stored and the TaskEnqueued signal sent;
 //  2. the result is marked RUNNING (attempt 1, by the worker id
 //     "host:pid:inline"), stored, and TaskStarted sent;
-//  3. RunAttempt runs it with the policy of cfg, without retries;
+//  3. RunAttempt runs it with the policy of cfg, without retries, with b
+//     as the running backend (follow-ups that name no backend go to b;
+//     b may be nil) and cfg.Logger as the base of the task's logger;
 //  4. the SUCCESSFUL or FAILED result is stored and TaskFinished sent.
 //
 // The signals are those of package signals, sent with cfg.Name() as the
@@ -30,7 +32,7 @@ import (
 // A task that calls runtime.Goexit (as testing.T.FailNow does) still gets
 // step 4, with a FAILED result; then the calling goroutine exits, so
 // RunInline does not return.
-func RunInline(ctx context.Context, cfg *BackendConfig, req *EnqueueRequest, store func(*RawResult)) *RawResult {
+func RunInline(ctx context.Context, b Backend, cfg *BackendConfig, req *EnqueueRequest, store func(*RawResult)) *RawResult {
 	name := cfg.Name()
 	r := req.NewRawResult(name, time.Now().UTC())
 	store(r.Clone())
@@ -45,7 +47,7 @@ func RunInline(ctx context.Context, cfg *BackendConfig, req *EnqueueRequest, sto
 
 	// Everything after the attempt happens in finish: it also runs when the
 	// task calls runtime.Goexit.
-	RunAttempt(ctx, r, AttemptConfig{Backend: cfg}, func(a Attempt) {
+	RunAttempt(ctx, r, AttemptConfig{Backend: cfg, Running: b}, func(a Attempt) {
 		a.Apply(r)
 		store(r.Clone())
 		lifecycle.TaskFinished.Send(ctx, name, r)

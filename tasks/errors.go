@@ -46,7 +46,8 @@ var (
 	ErrNotCancellable = errors.New("task cannot be cancelled: it is not READY")
 
 	// ErrUnknownTask is recorded as the failure of a stored task whose name is
-	// not registered in the running binary.
+	// not registered in the running binary. Such a task is retried with
+	// backoff, like any failure.
 	ErrUnknownTask = errors.New("task not registered in this binary")
 )
 

@@ -29,14 +29,14 @@ func (b *fallback) Capabilities() Capabilities { return CanGetResult | CanPriori
 
 // Enqueue implements Backend: it runs the task before returning.
 func (b *fallback) Enqueue(ctx context.Context, req *EnqueueRequest) (*RawResult, error) {
-	return RunInline(ctx, &b.BackendConfig, req, b.store), nil
+	return RunInline(ctx, b, &b.BackendConfig, req, b.store), nil
 }
 
 // EnqueueMany implements Backend: it runs the tasks one after the other.
 func (b *fallback) EnqueueMany(ctx context.Context, reqs []*EnqueueRequest) ([]*RawResult, error) {
 	out := make([]*RawResult, len(reqs))
 	for i, req := range reqs {
-		out[i] = RunInline(ctx, &b.BackendConfig, req, b.store)
+		out[i] = RunInline(ctx, b, &b.BackendConfig, req, b.store)
 	}
 	return out, nil
 }

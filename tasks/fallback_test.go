@@ -51,7 +51,7 @@ func TestRunInline(t *testing.T) {
 			var stored []tasks.Status
 			req := &tasks.EnqueueRequest{ID: tasks.NewID(), TaskName: c.task, Args: json.RawMessage(`{"a":1,"b":2}`),
 				Queue: tasks.DefaultQueue, MaxAttempts: 5}
-			r := tasks.RunInline(t.Context(), cfg, req, func(r *tasks.RawResult) {
+			r := tasks.RunInline(t.Context(), nil, cfg, req, func(r *tasks.RawResult) {
 				stored = append(stored, r.Status)
 				r.Status = "changed by the store" // a copy
 			})

@@ -60,7 +60,10 @@ func (t *Task[A, R]) Priority() int { return t.opts.priority }
 // Queue returns the task's effective queue.
 func (t *Task[A, R]) Queue() string { return t.opts.queue }
 
-// BackendName returns the name of the backend the task enqueues to.
+// BackendName returns the name of the backend the task enqueues to:
+// "default" when the task names none (WithBackend). A task enqueued from
+// inside a running task without a backend of its own goes to the backend
+// running that task instead (see TaskContext).
 func (t *Task[A, R]) BackendName() string {
 	if t.opts.backend == "" {
 		return DefaultBackendName
@@ -116,7 +119,7 @@ func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], e
 	if len(args) == 0 {
 		return nil, nil
 	}
-	b, err := t.backend()
+	b, err := t.backend(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +145,7 @@ func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], e
 // backend. The result of another task is an error wrapping
 // ErrResultMismatch; an unknown id, ErrResultNotFound.
 func (t *Task[A, R]) GetResult(ctx context.Context, id string) (*Result[R], error) {
-	b, err := t.backend()
+	b, err := t.backend(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -168,9 +171,20 @@ func (t *Task[A, R]) DecodeArgs(raw json.RawMessage) (A, error) {
 	return a, nil
 }
 
-func (t *Task[A, R]) backend() (Backend, error) {
+// backend resolves the task's backend: the one its WithBackend names;
+// without one, the backend running the task whose context ctx is (a
+// follow-up goes to the same backend, see TaskContext), else "default".
+func (t *Task[A, R]) backend(ctx context.Context) (Backend, error) {
 	if t.err != nil {
 		return nil, t.err
+	}
+	if t.opts.backend == "" {
+		if b := runningBackend(ctx); b != nil {
+			if err := t.checkAgainst(b); err != nil {
+				return nil, fmt.Errorf("task %q on backend %q: %w", t.def.name, b.Name(), err)
+			}
+			return b, nil
+		}
 	}
 	b, err := GetBackend(t.opts.backend)
 	if err != nil {

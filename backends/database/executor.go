@@ -44,10 +44,13 @@ type executor struct {
 func newExecutor(b *Backend, cfg WorkerConfig, log *slog.Logger, t *tally, outcomes chan<- *outcome) *executor {
 	e := &executor{
 		b: b, log: log, t: t, outcomes: outcomes,
-		attemptCfg: tasks.AttemptConfig{Backend: &b.BackendConfig, Retries: true, MaxRunTime: cfg.MaxRunTime, Now: now},
-		slots:      make(chan struct{}, cfg.Concurrency),
+		slots: make(chan struct{}, cfg.Concurrency),
 	}
 	e.taskCtx, e.cancelTasks = context.WithCancel(context.Background())
+	// The task's logger is the worker's; its follow-ups go to b; a failed
+	// attempt under a hard stop is handed back.
+	e.attemptCfg = tasks.AttemptConfig{Backend: &b.BackendConfig, Retries: true, MaxRunTime: cfg.MaxRunTime, Now: now,
+		Logger: log, Running: b, HandBack: func() bool { return e.hardStopped.Load() && e.taskCtx.Err() != nil }}
 	return e
 }
 
@@ -83,31 +86,31 @@ func (e *executor) runTask(r *row) {
 func (e *executor) unreadable(r *row) tasks.Attempt {
 	end := now()
 	te := tasks.NewTaskError(r.Attempts, end, r.bad)
+	e.log.Error("gotasks: task failed: its row cannot be read", "task", r.TaskName, "task_id", r.ID, "err", r.bad)
 	return tasks.Attempt{Number: r.Attempts, Status: tasks.StatusFailed, Err: r.bad, Record: &te, End: end}
 }
 
 // finish turns the attempt a of r into an outcome for the completer and
-// frees the slot.
+// frees the slot. tasks.RunAttempt logged the attempt.
 func (e *executor) finish(r *row, a tasks.Attempt) {
 	defer e.running.Done()
 	rec := &r.RawResult
-	o := &outcome{rec: rec, attempt: a.Number}
-	if a.Err != nil && e.hardStopped.Load() && e.taskCtx.Err() != nil {
-		// Stopped under the task: hand it back without using up the attempt,
+	o := &outcome{rec: rec, attempt: a.Number, newErr: a.Record}
+	a.Apply(rec)
+	switch {
+	case a.HandedBack:
+		// Stopped under the task: handed back without using up the attempt,
 		// keeping its run_after (its place in the queue and, for a repeating
 		// task, its schedule).
 		o.handBack = true
 		e.handedBack.Store(true)
-		rec.Status, rec.Attempts = tasks.StatusReady, rec.Attempts-1
-	} else {
-		a.Apply(rec)
-		if a.Status == tasks.StatusSuccessful {
-			o.next = nextRun(rec, a.End)
-		} else {
-			o.newErr = a.Record
-			e.log.Warn("gotasks: task attempt failed", "task", rec.TaskName, "id", rec.ID, "attempt", a.Number,
-				"max_attempts", rec.MaxAttempts, "status", rec.Status, "err", a.Err)
-		}
+	case a.Snoozed:
+		// Back to READY at the new run_after, the attempt not counted: the
+		// completion stores it as a hand-back does (attempts - 1), with the
+		// run_after of the outcome.
+		o.handBack = true
+	case a.Status == tasks.StatusSuccessful:
+		o.next = nextRun(rec, a.End)
 	}
 	<-e.slots
 	e.t.freed.Add(1)

@@ -163,7 +163,9 @@ func (s *pgStore) complete(ctx context.Context, q querier, workerID, planTag str
 // appendPGOutcome appends one member of pgComplete's $3 object:
 // "id":{"a":attempt,"s":status,"r":return value as a JSON string (when
 // SUCCESSFUL),"f":finished_at (unless READY),"ra":run_after (when READY),
-// "e":the new error (an object),"d":1 (an attempt handed back)}. The return
+// "e":the new error (an object),"d":1 (an attempt not counted: handed back
+// at a hard stop, with its run_after unchanged, or snoozed, with the new
+// run_after in "ra")}. The return
 // value goes in as a string so that the json column keeps its text as the
 // task produced it. Times are truncated to microseconds, as pgx does for a
 // timestamptz parameter (PostgreSQL would round the text form).

@@ -135,7 +135,7 @@ func (s *sqliteStore) complete(ctx context.Context, q querier, workerID, _ strin
 		if errJSON != "" {
 			e = errJSON
 		}
-		dec := 0
+		dec := 0 // an attempt not counted: handed back, or snoozed (READY with a new run_after)
 		if o.handBack {
 			dec = 1
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -115,15 +117,16 @@ func TestWorkerExecutor(t *testing.T) {
 		}
 	})
 
-	// BadRows: an unknown task name, undecodable arguments and a panic each
-	// fail their task with a clear error, and the worker goes on.
+	// BadRows: undecodable arguments and a panic each fail their task with a
+	// clear error, an unknown task name is retried with backoff (a worker
+	// that defines it may run it: a rolling deploy), and the worker goes on.
 	wkBehaviour(t, "BadRows", func(t *testing.T, bundle *testBundle) {
 		b := bundle.b
 		unknown := wkEnqueue(t, wkOn(workerEcho, b), "unknown")
 		wkExec(t, b, `UPDATE gotasks_task SET task_name = 'database_test.worker_not_registered' WHERE id = $1`, unknown.ID)
 		badArgs := wkEnqueue(t, wkOn(workerInt, b), wkIntArgs{X: 1})
 		wkExec(t, b, `UPDATE gotasks_task SET args = '{"x": "not-an-int"}' WHERE id = $1`, badArgs.ID)
-		ids := []string{unknown.ID, badArgs.ID}
+		ids := []string{badArgs.ID}
 		if b.Dialect() == database.SQLite { // PostgreSQL's json column refuses it
 			badJSON := wkEnqueue(t, wkOn(workerInt, b), wkIntArgs{X: 2})
 			wkExec(t, b, `UPDATE gotasks_task SET args = '[' WHERE id = $1`, badJSON.ID)
@@ -135,6 +138,20 @@ func TestWorkerExecutor(t *testing.T) {
 			PollInterval: 10 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
+		if r := wkGet(t, b, unknown.ID); r.Status != tasks.StatusReady || r.Attempts != 1 || len(r.Errors) != 1 {
+			t.Errorf("unknown task: status %s, attempts %d, errors %v; want READY after 1 attempt with 1 error",
+				r.Status, r.Attempts, r.Errors)
+		} else {
+			e := r.Errors[0]
+			exe, _ := os.Executable()
+			if !strings.Contains(e.Message, "not registered") || !strings.Contains(e.Message, "database_test.worker_not_registered") ||
+				!strings.Contains(e.Message, filepath.Base(exe)) {
+				t.Errorf("unknown task: error %+v; want it to say the task is not registered in %s", e, filepath.Base(exe))
+			}
+			if !r.RunAfter.After(e.At) {
+				t.Errorf("unknown task: run_after %v, want a backoff after the failure at %v", r.RunAfter, e.At)
+			}
+		}
 		for _, id := range ids {
 			r := wkGet(t, b, id)
 			if r.Status != tasks.StatusFailed || r.Attempts != 1 || len(r.Errors) != 1 {
@@ -142,16 +159,8 @@ func TestWorkerExecutor(t *testing.T) {
 					r.TaskName, r.Args, r.Status, r.Attempts, r.Errors)
 				continue
 			}
-			e := r.Errors[0]
-			switch {
-			case id == unknown.ID:
-				if !strings.Contains(e.Message, "not registered") || !strings.Contains(e.Message, "database_test.worker_not_registered") {
-					t.Errorf("unknown task: error %+v; want it to say the task is not registered", e)
-				}
-			default:
-				if e.Type != "*tasks.ArgsError" {
-					t.Errorf("args %s: error type %q (%s); want *tasks.ArgsError", r.Args, e.Type, e.Message)
-				}
+			if e := r.Errors[0]; e.Type != "*tasks.ArgsError" {
+				t.Errorf("args %s: error type %q (%s); want *tasks.ArgsError", r.Args, e.Type, e.Message)
 			}
 		}
 		wkRefresh(t, panicky)

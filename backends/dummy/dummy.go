@@ -167,36 +167,52 @@ func Enqueued[A, R any](ctx context.Context, b *Backend, task *tasks.Task[A, R])
 // that is due, in claim order (priority, then run-after, then enqueue
 // time). Each gets one attempt (tasks.RunAttempt) with the life-cycle and
 // signals of a worker: RUNNING, then SUCCESSFUL or FAILED. It returns how
-// many ran, and the context's error if ctx ended before every due task ran.
+// many attempts ran, and the context's error if ctx ended before every due
+// task ran.
+//
+// Each task runs at most once per call. Tasks enqueued during the call
+// (follow-ups enqueued by the tasks it runs go to this backend unless they
+// name another) run in the same call when they are due. A task that
+// returns tasks.Snooze(d) goes back to READY, due d from its attempt, with
+// the attempt not counted, and is left for a later call even when d is 0.
 //
 // A task's error or panic is recorded in its result, never returned. A task
 // that calls runtime.Goexit (as testing.T.FailNow does) is recorded FAILED,
 // with its TaskFinished signal, and then the calling goroutine exits, as
 // Goexit promises: the tasks after it do not run.
 func (b *Backend) RunReady(ctx context.Context) (int, error) {
-	return b.run(ctx, time.Now().UTC())
+	return b.run(ctx, false)
 }
 
-// RunAll is RunReady that also runs tasks deferred into the future.
+// RunAll is RunReady that also runs tasks deferred into the future
+// (snoozed tasks included): every READY task, each at most once per call,
+// so that a task that keeps snoozing cannot make it loop forever.
 func (b *Backend) RunAll(ctx context.Context) (int, error) {
-	return b.run(ctx, time.Time{})
+	return b.run(ctx, true)
 }
 
-func (b *Backend) run(ctx context.Context, due time.Time) (int, error) {
+func (b *Backend) run(ctx context.Context, all bool) (int, error) {
 	n := 0
+	ran := map[string]bool{}
+	cfg := tasks.AttemptConfig{Backend: &b.BackendConfig, Running: b}
 	for {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		r := b.claim(due)
+		due := time.Time{}
+		if !all {
+			due = time.Now().UTC()
+		}
+		r := b.claim(due, ran)
 		if r == nil {
 			return n, nil
 		}
 		n++
+		ran[r.ID] = true
 		signals.TaskStarted.Send(ctx, b.Name(), r)
 		// Everything after the attempt happens in finish: it also runs when
 		// the task calls runtime.Goexit.
-		tasks.RunAttempt(ctx, r, tasks.AttemptConfig{Backend: &b.BackendConfig}, func(a tasks.Attempt) {
+		tasks.RunAttempt(ctx, r, cfg, func(a tasks.Attempt) {
 			a.Apply(r)
 			b.mu.Lock()
 			if _, ok := b.results[r.ID]; ok { // unless Clear forgot it meanwhile
@@ -208,15 +224,15 @@ func (b *Backend) run(ctx context.Context, due time.Time) (int, error) {
 	}
 }
 
-// claim marks the first READY task due at due (any, when zero) RUNNING and
-// returns a copy.
-func (b *Backend) claim(due time.Time) *tasks.RawResult {
+// claim marks the first READY task due at due (any, when zero) that is
+// not in skip RUNNING and returns a copy.
+func (b *Backend) claim(due time.Time, skip map[string]bool) *tasks.RawResult {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var ready []*tasks.RawResult
 	for _, id := range b.order {
 		r := b.results[id]
-		if r.Status == tasks.StatusReady && (due.IsZero() || !r.RunAfter.After(due)) {
+		if r.Status == tasks.StatusReady && !skip[id] && (due.IsZero() || !r.RunAfter.After(due)) {
 			ready = append(ready, r)
 		}
 	}

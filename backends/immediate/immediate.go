@@ -75,7 +75,7 @@ func (b *Backend) Capabilities() tasks.Capabilities {
 // Enqueue implements tasks.Backend: it runs the task before returning (see
 // tasks.RunInline) and returns the finished result.
 func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*tasks.RawResult, error) {
-	return tasks.RunInline(ctx, &b.BackendConfig, req, b.store), nil
+	return tasks.RunInline(ctx, b, &b.BackendConfig, req, b.store), nil
 }
 
 // EnqueueMany implements tasks.Backend: it runs the tasks one after the
@@ -83,7 +83,7 @@ func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*task
 func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest) ([]*tasks.RawResult, error) {
 	out := make([]*tasks.RawResult, len(reqs))
 	for i, req := range reqs {
-		out[i] = tasks.RunInline(ctx, &b.BackendConfig, req, b.store)
+		out[i] = tasks.RunInline(ctx, b, &b.BackendConfig, req, b.store)
 	}
 	return out, nil
 }
