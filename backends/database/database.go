@@ -151,6 +151,9 @@ func newBackend(ctx context.Context, db *bun.DB, own bool, opts []Option) (*Back
 	b.store = newStore(d, storeConfig{db: db.DB, backend: b.Name, log: b.log, pgx: pgx})
 	b.feats = b.store.features()
 	b.hub = newHub(b)
+	if b.has(featSingleWriter) {
+		installTxGuard(db)
+	}
 	if err := b.ping(ctx); err != nil {
 		return nil, err
 	}
@@ -164,6 +167,10 @@ func newBackend(ctx context.Context, db *bun.DB, own bool, opts []Option) (*Back
 	}
 	return b, nil
 }
+
+// BackendLogger returns the backend's logger (WithLogger): the core logs
+// this backend's enqueues on it, at DEBUG.
+func (b *Backend) BackendLogger() *slog.Logger { return b.log }
 
 // DB returns the backend's database.
 func (b *Backend) DB() *bun.DB { return b.db }

@@ -11,8 +11,10 @@ import (
 	"github.com/gotasks/gotasks/tasks"
 )
 
-// Enqueue implements tasks.Backend. Inside RunInTx it inserts in the
-// caller's transaction and sends TaskEnqueued after the commit.
+// Enqueue implements tasks.Backend. With the application's transaction in
+// ctx (WithTx, WithSQLTx, WithPgxTx) it inserts in that transaction; inside
+// RunInTx it inserts in RunInTx's transaction and sends TaskEnqueued after
+// the commit.
 func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*tasks.RawResult, error) {
 	out, err := b.EnqueueMany(ctx, []*tasks.EnqueueRequest{req})
 	if err != nil {
@@ -22,7 +24,8 @@ func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*task
 }
 
 // EnqueueMany implements tasks.Backend: one INSERT statement for the whole
-// batch on both dialects.
+// batch on both dialects (COPY for large batches on PostgreSQL through pgx),
+// in the transaction of ctx as Enqueue.
 func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest) ([]*tasks.RawResult, error) {
 	if len(reqs) == 0 {
 		return nil, nil
@@ -40,6 +43,12 @@ func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest)
 		r.RunAfter = r.RunAfter.Truncate(time.Microsecond)
 		out[i] = r
 	}
+	if at := appTxOf(ctx); at != nil {
+		if err := b.enqueueInAppTx(ctx, at, out, t); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
 	if tx := b.txFromContext(ctx); tx != nil {
 		inserted := false
 		if err := tx.hooks.OnCommit(func(ctx context.Context) error {
@@ -55,6 +64,9 @@ func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest)
 		}
 		inserted = true
 		return cloneAll(out), nil
+	}
+	if err := b.checkNotInOwnTx(ctx, "enqueue"); err != nil {
+		return nil, err
 	}
 	if err := b.insertAutocommit(ctx, out, t); err != nil {
 		return nil, err

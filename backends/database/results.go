@@ -31,9 +31,13 @@ func (b *Backend) getRow(ctx context.Context, q querier, id string) (*row, error
 	return r, nil
 }
 
-// queryer returns the caller's transaction when ctx carries one of this
-// backend's database, else the database.
+// queryer returns the application's database/sql transaction of ctx, or
+// the RunInTx transaction of ctx on this backend's database, else the
+// database.
 func (b *Backend) queryer(ctx context.Context) querier {
+	if at := appTxOf(ctx); at != nil && at.q != nil {
+		return at.q
+	}
 	if tx := b.txFromContext(ctx); tx != nil {
 		return tx.q
 	}
@@ -50,7 +54,10 @@ func (b *Backend) Cancel(ctx context.Context, id string) error {
 	// wait for a goroutine that holds writeMu while it waits for this
 	// transaction's lock.
 	unlock := func() {}
-	if b.txFromContext(ctx) == nil {
+	if at := appTxOf(ctx); (at == nil || at.q == nil) && b.txFromContext(ctx) == nil {
+		if err := b.checkNotInOwnTx(ctx, "cancel"); err != nil {
+			return err
+		}
 		unlock = b.writeLock()
 	}
 	cancelled, err := b.store.cancel(ctx, b.queryer(ctx), id, t)

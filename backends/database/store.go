@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 
@@ -64,6 +65,12 @@ type store interface {
 	// copyIn inserts rows with a bulk load in a transaction of its own
 	// (featCopy). It returns errNoCopy when the connection cannot.
 	copyIn(ctx context.Context, rs []*tasks.RawResult, at time.Time) error
+	// insertPgx is insert in an application's pgx transaction (WithPgxTx);
+	// errUnsupported where the database is not PostgreSQL.
+	insertPgx(ctx context.Context, tx pgx.Tx, rs []*tasks.RawResult, at time.Time) error
+	// copyInTx is copyIn in an application's pgx transaction, which it
+	// neither commits nor rolls back (featCopy).
+	copyInTx(ctx context.Context, tx pgx.Tx, rs []*tasks.RawResult, at time.Time) error
 
 	// get returns the backend's row id (sql.ErrNoRows when there is none).
 	get(ctx context.Context, q querier, id string) (*row, error)

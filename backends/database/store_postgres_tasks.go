@@ -45,6 +45,30 @@ n AS (SELECT pg_notify('` + wakeChannel + `', $1::text) FROM ins WHERE run_after
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)`
 
 func (s *pgStore) insert(ctx context.Context, q querier, rs []*tasks.RawResult, at time.Time) error {
+	var count, notified int64
+	if err := q.QueryRowContext(ctx, pgInsert, s.insertArgs(rs, at)...).Scan(&count, &notified); err != nil {
+		return err
+	}
+	if int(count) != len(rs) {
+		return fmt.Errorf("inserted %d of %d rows", count, len(rs))
+	}
+	return nil
+}
+
+// insertPgx runs pgInsert in the application's pgx transaction.
+func (s *pgStore) insertPgx(ctx context.Context, tx pgx.Tx, rs []*tasks.RawResult, at time.Time) error {
+	var count, notified int64
+	if err := tx.QueryRow(ctx, pgInsert, s.insertArgs(rs, at)...).Scan(&count, &notified); err != nil {
+		return err
+	}
+	if int(count) != len(rs) {
+		return fmt.Errorf("inserted %d of %d rows", count, len(rs))
+	}
+	return nil
+}
+
+// insertArgs returns pgInsert's parameters for rs, enqueued at at.
+func (s *pgStore) insertArgs(rs []*tasks.RawResult, at time.Time) []any {
 	n := len(rs)
 	var (
 		ids, names, args, queues, verbose, creators = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -64,17 +88,8 @@ func (s *pgStore) insert(ctx context.Context, q querier, rs []*tasks.RawResult, 
 			until[i] = time.Time{}.UTC()
 		}
 	}
-	var count, notified int64
-	err := q.QueryRowContext(ctx, pgInsert, s.backend(), at, at,
-		ids, names, args, prios, queues, runAfter, maxAtt, timeouts, verbose, creators, repeats, until).
-		Scan(&count, &notified)
-	if err != nil {
-		return err
-	}
-	if int(count) != n {
-		return fmt.Errorf("inserted %d of %d rows", count, n)
-	}
-	return nil
+	return []any{s.backend(), at, at,
+		ids, names, args, prios, queues, runAfter, maxAtt, timeouts, verbose, creators, repeats, until}
 }
 
 // errNoCopy reports a connection that cannot COPY: copyIn's caller inserts
@@ -106,33 +121,42 @@ func (s *pgStore) copyIn(ctx context.Context, rs []*tasks.RawResult, at time.Tim
 			return err
 		}
 		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-		due := false
-		backend := s.backend()
-		src := pgx.CopyFromSlice(len(rs), func(i int) ([]any, error) {
-			r := rs[i]
-			due = due || !r.RunAfter.After(at)
-			var until any
-			if r.RepeatUntil != nil {
-				until = *r.RepeatUntil
-			}
-			return []any{r.ID, r.TaskName, string(tasks.StatusReady), string(r.Args), int16(r.Priority), r.Queue,
-				backend, r.RunAfter, at, int32(r.MaxAttempts), r.Timeout.Milliseconds(), r.VerboseName, r.Creator,
-				r.Repeat.Milliseconds(), until}, nil
-		})
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{TableName}, copyColumns, src)
-		if err != nil {
+		if err := s.copyInTx(ctx, tx, rs, at); err != nil {
 			return err
-		}
-		if int(n) != len(rs) {
-			return fmt.Errorf("copied %d of %d rows", n, len(rs))
-		}
-		if due {
-			if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", wakeChannel, backend); err != nil {
-				return err
-			}
 		}
 		return tx.Commit(ctx)
 	})
+}
+
+// copyInTx copies rs in tx and notifies idle workers in it when a row is
+// due (delivered at tx's commit).
+func (s *pgStore) copyInTx(ctx context.Context, tx pgx.Tx, rs []*tasks.RawResult, at time.Time) error {
+	due := false
+	backend := s.backend()
+	src := pgx.CopyFromSlice(len(rs), func(i int) ([]any, error) {
+		r := rs[i]
+		due = due || !r.RunAfter.After(at)
+		var until any
+		if r.RepeatUntil != nil {
+			until = *r.RepeatUntil
+		}
+		return []any{r.ID, r.TaskName, string(tasks.StatusReady), string(r.Args), int16(r.Priority), r.Queue,
+			backend, r.RunAfter, at, int32(r.MaxAttempts), r.Timeout.Milliseconds(), r.VerboseName, r.Creator,
+			r.Repeat.Milliseconds(), until}, nil
+	})
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{TableName}, copyColumns, src)
+	if err != nil {
+		return err
+	}
+	if int(n) != len(rs) {
+		return fmt.Errorf("copied %d of %d rows", n, len(rs))
+	}
+	if due {
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", wakeChannel, backend); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *pgStore) get(ctx context.Context, q querier, id string) (*row, error) {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/gotasks/gotasks/tasks"
 )
 
@@ -45,6 +47,16 @@ func (s *sqliteStore) insert(ctx context.Context, q querier, rs []*tasks.RawResu
 
 // copyIn: SQLite has no bulk load (no featCopy); insert is as fast.
 func (s *sqliteStore) copyIn(context.Context, []*tasks.RawResult, time.Time) error { return errNoCopy }
+
+// insertPgx: a pgx transaction is PostgreSQL's.
+func (s *sqliteStore) insertPgx(context.Context, pgx.Tx, []*tasks.RawResult, time.Time) error {
+	return fmt.Errorf("a pgx transaction on a SQLite backend: %w", errUnsupported)
+}
+
+// copyInTx: SQLite has no bulk load (no featCopy).
+func (s *sqliteStore) copyInTx(context.Context, pgx.Tx, []*tasks.RawResult, time.Time) error {
+	return fmt.Errorf("a pgx transaction on a SQLite backend: %w", errUnsupported)
+}
 
 func (s *sqliteStore) get(ctx context.Context, q querier, id string) (*row, error) {
 	return getRow(ctx, s.sq(q), id, s.backend())

@@ -58,8 +58,11 @@ func (b *Backend) RunInTx(ctx context.Context, fn func(ctx context.Context, tx b
 }
 
 // JoinsTx implements tasks.TxJoiner: ctx carries a live RunInTx transaction
-// of this backend's database.
-func (b *Backend) JoinsTx(ctx context.Context) bool { return b.txFromContext(ctx) != nil }
+// of this backend's database, or the application's transaction (WithTx,
+// WithSQLTx, WithPgxTx).
+func (b *Backend) JoinsTx(ctx context.Context) bool {
+	return appTxOf(ctx) != nil || b.txFromContext(ctx) != nil
+}
 
 func (b *Backend) txFromContext(ctx context.Context) *txState {
 	st := txStateOf(ctx)
