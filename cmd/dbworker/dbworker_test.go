@@ -28,7 +28,6 @@ var (
 	openBackend   = workerfixture.OpenBackend
 	statuses      = workerfixture.Statuses
 	waitUntil     = dbtest.WaitUntil
-	oneLine       = workerfixture.OneLine
 	workerArgs    = workerfixture.WorkerArgs
 	enqueueSleeps = workerfixture.EnqueueSleeps
 )
@@ -145,12 +144,17 @@ func TestProcessHelp(t *testing.T) {
 	if code != 0 {
 		t.Errorf("--help: exit %d; want 0", code)
 	}
-	for _, f := range []string{"Usage: dbworker", "-database", "-queues", "-exclude-queues", "-concurrency",
-		"-interval", "-duration", "-max-tasks", "-batch", "-worker-id", "-startup-jitter", "-log-level",
-		"-log-format", "-grace-period"} {
+	for _, f := range []string{"Usage: dbworker", "--database", "--queues", "--exclude-queues", "--concurrency",
+		"--interval", "--duration", "--max-tasks", "--batch", "--worker-id", "--startup-jitter", "--log-level",
+		"--log-format", "--grace-period"} {
 		if !strings.Contains(stderr, f) {
 			t.Errorf("--help does not list %q", f)
 		}
+	}
+	// The example worker's help says its own name.
+	_, _, stderr = exampleWorker(t, "--help")
+	if want := "Usage: " + filepath.Base(exampleBinary) + " [flags]"; !strings.Contains(stderr, want) {
+		t.Errorf("the example worker's --help does not say %q:\n%s", want, stderr)
 	}
 }
 
@@ -167,19 +171,35 @@ func TestProcessBadFlag(t *testing.T) {
 
 // TestProcessBadDatabase runs the example worker: the stock one stops
 // before it opens the database (TestProcessStockWorker).
+// exampleOneLine checks that stderr is one line starting with the example
+// worker's own name (the binary is exampleworker, not dbworker) that
+// contains each of want.
+func exampleOneLine(t *testing.T, stderr string, want ...string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], filepath.Base(exampleBinary)+": ") {
+		t.Errorf("want one line starting with %s: ; got:\n%s", filepath.Base(exampleBinary), stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("message does not mention %q:\n%s", w, stderr)
+		}
+	}
+}
+
 func TestProcessBadDatabase(t *testing.T) {
 	t.Parallel()
 	code, _, stderr := exampleWorker(t, "--database", "mysql://x")
 	if code != 1 {
 		t.Errorf("bad DSN: exit %d; want 1", code)
 	}
-	oneLine(t, stderr, "bad database DSN", "mysql://x")
+	exampleOneLine(t, stderr, "bad database DSN", "mysql://x")
 
 	code, _, stderr = exampleWorker(t, "--database", "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2")
 	if code != 1 {
 		t.Errorf("unreachable PostgreSQL: exit %d; want 1", code)
 	}
-	oneLine(t, stderr, "unreachable")
+	exampleOneLine(t, stderr, "unreachable")
 }
 
 // TestProcessMigrate: a fresh PostgreSQL schema is refused with a message
@@ -193,7 +213,7 @@ func TestProcessMigrate(t *testing.T) {
 	if code != 1 {
 		t.Errorf("missing schema: exit %d; want 1", code)
 	}
-	oneLine(t, stderr, "dbworker migrate")
+	exampleOneLine(t, stderr, "dbworker migrate")
 	code, stdout, stderr := dbworker(t, "migrate", "--database", dsn)
 	if code != 0 {
 		t.Fatalf("migrate: exit %d; stdout %q; stderr:\n%s", code, stdout, stderr)

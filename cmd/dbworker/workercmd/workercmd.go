@@ -16,6 +16,47 @@
 // Sub-commands: (none) runs a worker; "migrate" applies the schema
 // migrations (--sql prints them instead); "check" checks the backend;
 // "tasks" lists the task names compiled into the binary, one a line.
+// Usage texts and messages use the binary's own name (the base name of
+// os.Args[0], or Command.Name).
+//
+// # Dependencies and the backend
+//
+// A Command with a Setup hook gives the tasks the application's
+// dependencies without package globals. Setup gets the opened backend, its
+// *bun.DB and the configured logger (Env), and returns the context whose
+// values every task's context carries; a typed accessor of the application
+// reads them:
+//
+//	type appKey struct{}
+//
+//	// AppFrom returns the application's dependencies in a task's context.
+//	func AppFrom(ctx context.Context) *App { return ctx.Value(appKey{}).(*App) }
+//
+//	func main() {
+//		os.Exit(workercmd.Command{
+//			Setup: func(ctx context.Context, env workercmd.Env) (context.Context, error) {
+//				app, err := NewApp(env.DB, env.Logger) // clients, caches, …
+//				if err != nil {
+//					return nil, err
+//				}
+//				return context.WithValue(ctx, appKey{}, app), nil
+//			},
+//		}.Main(os.Args[1:]))
+//	}
+//
+// The worker registers the backend it opens (tasks.RegisterBackend) under
+// its name, and also as "default" when nothing else is registered under
+// that name, for as long as it runs: code of the worker binary outside the
+// tasks (Setup, goroutines it starts) enqueues to the worker's backend, not
+// to the implicit inline default. Tasks the worker runs enqueue their
+// follow-ups to its backend through their context anyway.
+//
+// # Logs
+//
+// --log-level and --log-format configure the worker's logger, which is also
+// made the process's default slog logger (slog.SetDefault) while Run runs,
+// so that the tasks' own slog calls come out in the same format. Durations
+// are written as text ("1.5s"), also in JSON.
 //
 // # Tasks are compiled in
 //
@@ -42,13 +83,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/uptrace/bun"
 
 	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/tasks"
@@ -64,26 +110,92 @@ const (
 
 // Main runs the command with args (without the program name), writing to
 // os.Stdout and os.Stderr and stopping on SIGINT/SIGTERM, and returns the
+// exit code. It is Command{}.Main.
+func Main(args []string) int { return Command{}.Main(args) }
+
+// Run is Main with explicit streams. sig delivers stop requests (first:
+// graceful, second: hard); nil means SIGINT and SIGTERM. It is
+// Command{}.Run.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
+	return Command{}.Run(ctx, args, stdout, stderr, sig)
+}
+
+// Command is the dbworker command with the options of an application's
+// worker binary. The zero value is the stock command (Main, Run).
+type Command struct {
+	// Name is the command's name in usage texts and messages. Default: the
+	// base name of os.Args[0] (without .exe), so that an application's
+	// worker is not called "dbworker" in its own help.
+	Name string
+
+	// Setup, if set, prepares the application's dependencies for the
+	// tasks. The worker calls it once, after it opened (and registered)
+	// the backend and before it claims anything, with the command's
+	// context and the Env. The context it returns is the parent of every
+	// task's context (database.WorkerConfig.TaskContext): put the
+	// dependencies in it with context.WithValue and read them in the tasks
+	// with a typed accessor. Only its values are used; its cancellation is
+	// not. An error stops the command with ExitError and the message
+	// "NAME: setup: …". Setup is not called by the sub-commands (migrate,
+	// check, tasks), nor in a binary without tasks.
+	Setup func(ctx context.Context, env Env) (context.Context, error)
+}
+
+// Env is what Command.Setup gets: the worker's opened backend, its
+// database and the logger configured by --log-level and --log-format.
+type Env struct {
+	// Backend is the backend the worker serves, already registered (see
+	// the package documentation). Enqueue follow-ups or look up results
+	// with it; do not close it.
+	Backend *database.Backend
+	// DB is the backend's connection pool (Backend.DB()): the
+	// application's own tables may share it.
+	DB *bun.DB
+	// Logger is the worker's logger, also the process's default slog
+	// logger while the worker runs.
+	Logger *slog.Logger
+}
+
+// Main runs the command with args (without the program name), writing to
+// os.Stdout and os.Stderr and stopping on SIGINT/SIGTERM, and returns the
 // exit code.
-func Main(args []string) int {
-	return Run(context.Background(), args, os.Stdout, os.Stderr, nil)
+func (cmd Command) Main(args []string) int {
+	return cmd.Run(context.Background(), args, os.Stdout, os.Stderr, nil)
 }
 
 // Run is Main with explicit streams. sig delivers stop requests (first:
 // graceful, second: hard); nil means SIGINT and SIGTERM.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
+func (cmd Command) Run(ctx context.Context, args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
+	name := cmd.name()
 	if len(args) > 0 {
 		switch args[0] {
 		case "migrate":
-			return runMigrate(ctx, args[1:], stdout, stderr)
+			return runMigrate(ctx, name, args[1:], stdout, stderr)
 		case "check":
-			return runCheck(ctx, args[1:], stdout, stderr)
+			return runCheck(ctx, name, args[1:], stdout, stderr)
 		case "tasks":
-			return runTasks(args[1:], stdout, stderr)
+			return runTasks(name, args[1:], stdout, stderr)
 		}
 	}
-	return runWorker(ctx, args, stdout, stderr, sig)
+	return cmd.runWorker(ctx, name, args, stdout, stderr, sig)
 }
+
+// name is the command's name in usage texts and messages.
+func (cmd Command) name() string {
+	if cmd.Name != "" {
+		return cmd.Name
+	}
+	if len(os.Args) > 0 {
+		if n := strings.TrimSuffix(filepath.Base(os.Args[0]), ".exe"); n != "" && n != "." && n != string(filepath.Separator) {
+			return n
+		}
+	}
+	return "dbworker"
+}
+
+// named replaces the placeholder NAME in a usage text with the command's
+// name.
+func named(text, name string) string { return strings.ReplaceAll(text, "NAME", name) }
 
 type common struct {
 	dsn, backend, logLevel, logFormat string
@@ -105,7 +217,7 @@ func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.logLevel)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}
 	switch c.logFormat {
 	case "text":
 		return slog.New(slog.NewTextHandler(stderr, opts)), nil
@@ -115,23 +227,66 @@ func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", c.logFormat)
 }
 
+// readableDurations is the loggers' ReplaceAttr: a time.Duration is
+// written as its String() ("1.5s"), not as nanoseconds (JSON).
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// useAsDefault makes l the process's default slog logger (and the output
+// of package log) until restore is called.
+func useAsDefault(l *slog.Logger) (restore func()) {
+	prev, prevOut, prevFlags := slog.Default(), log.Writer(), log.Flags()
+	slog.SetDefault(l)
+	return func() {
+		slog.SetDefault(prev)
+		log.SetOutput(prevOut)
+		log.SetFlags(prevFlags)
+	}
+}
+
 func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
+		printFlags(stderr, fs)
 	}
 	return fs
 }
 
-const workerUsage = `Usage: dbworker [flags]
-       dbworker migrate [--sql] [--database DSN]
-       dbworker check [--database DSN]
-       dbworker tasks
+// printFlags is flag.PrintDefaults with the --flag style that the usage
+// texts and the docs use (both styles are accepted).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		var b strings.Builder
+		b.WriteString("  --" + f.Name)
+		if arg != "" {
+			b.WriteString(" " + arg)
+		}
+		b.WriteString("\n    \t")
+		b.WriteString(strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if d := f.DefValue; d != "" && d != "0" && d != "0s" && d != "false" {
+			if reflect.TypeOf(f.Value).String() == "*flag.stringValue" {
+				d = fmt.Sprintf("%q", d)
+			}
+			fmt.Fprintf(&b, " (default %s)", d)
+		}
+		fmt.Fprintln(w, b.String())
+	})
+}
+
+const workerUsage = `Usage: NAME [flags]
+       NAME migrate [--sql] [--database DSN]
+       NAME check [--database DSN]
+       NAME tasks
 
 Runs the tasks of a gotasks database backend: only the tasks compiled into
-this binary ("dbworker tasks" lists them; a binary with none refuses to run a
+this binary ("NAME tasks" lists them; a binary with none refuses to run a
 worker and says how to build one). The first SIGINT/SIGTERM stops claiming
 and lets running tasks finish (up to --grace-period), then exits 0; a second
 one cancels running tasks, hands them back for retry and exits 3.
@@ -141,24 +296,24 @@ Exit codes: 0 ok, 1 runtime error (database unreachable, schema missing),
 Flags:
 `
 
-func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
+func (cmd Command) runWorker(ctx context.Context, name string, args []string, stdout, stderr io.Writer, sig <-chan os.Signal) int {
 	var (
 		c                        common
 		queues, exclude          string
 		cfg                      database.WorkerConfig
 		jitter, interval, sleepF time.Duration
 	)
-	fs := newFlagSet("dbworker", workerUsage, stderr)
+	fs := newFlagSet(name, named(workerUsage, name), stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, workerUsage)
-		fs.PrintDefaults()
+		fmt.Fprint(stderr, named(workerUsage, name))
+		printFlags(stderr, fs)
 		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, tasksLine(taskNames()))
+		fmt.Fprintln(stderr, tasksLine(name, taskNames()))
 	}
 	c.register(fs)
 	fs.StringVar(&queues, "queues", "*", "comma-separated queues to run, * for all")
 	fs.StringVar(&queues, "queue", "*", "alias of --queues")
-	fs.StringVar(&exclude, "exclude-queues", "", "comma-separated queues never to run")
+	fs.StringVar(&exclude, "exclude-queues", "", "comma-separated queues never to run (only with --queues '*')")
 	fs.IntVar(&cfg.Concurrency, "concurrency", database.DefaultConcurrency, "tasks run at once (goroutines)")
 	fs.IntVar(&cfg.BatchSize, "claim-batch", 0, "tasks claimed per statement (default: concurrency)")
 	fs.DurationVar(&interval, "interval", database.DefaultPollInterval, "poll interval when idle (backstop to notifications)")
@@ -179,7 +334,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 		return ExitUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dbworker: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
 		fs.Usage()
 		return ExitUsage
 	}
@@ -189,18 +344,24 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 	cfg.PollInterval = interval
 	cfg.Queues = splitList(queues)
 	cfg.ExcludeQueues = splitList(exclude)
+	if msg := checkWorkerFlags(fs, cfg); msg != "" {
+		fmt.Fprintf(stderr, "%s: %s\n", name, msg)
+		return ExitUsage
+	}
 	log, err := c.logger(stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "dbworker:", err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return ExitUsage
 	}
 	cfg.Logger = log
 	names := taskNames()
 	if len(names) == 0 {
-		fmt.Fprint(stderr, "dbworker: no tasks are compiled into this binary, so it has nothing to run; not starting.\n\n")
-		fmt.Fprint(stderr, noTasksHelp)
+		fmt.Fprintf(stderr, "%s: no tasks are compiled into this binary, so it has nothing to run; not starting.\n\n", name)
+		fmt.Fprint(stderr, named(noTasksHelp, name))
 		return ExitUsage
 	}
+	// The tasks' own slog calls use the worker's level and format.
+	defer useAsDefault(log)()
 
 	if sig == nil {
 		ch := make(chan os.Signal, 2)
@@ -219,17 +380,28 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 	}
 	b, err := database.Open(ctx, c.dsn, database.WithName(c.backend), database.WithLogger(log))
 	if err != nil {
-		fmt.Fprintln(stderr, "dbworker:", err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return ExitError
 	}
 	defer b.Close()
+	defer registerBackend(b, log)()
+	if cmd.Setup != nil {
+		tctx, err := cmd.Setup(ctx, Env{Backend: b, DB: b.DB(), Logger: log})
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: setup: %v\n", name, err)
+			return ExitError
+		}
+		if tctx != nil {
+			cfg.TaskContext = func(context.Context) context.Context { return tctx }
+		}
+	}
 	w, err := database.NewWorker(b, cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "dbworker:", err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return ExitUsage
 	}
 	if err := w.Start(ctx); err != nil {
-		fmt.Fprintln(stderr, "dbworker:", err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return ExitError
 	}
 	// Logged once started, so that a start-up error stays the only line.
@@ -254,7 +426,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 	for {
 		select {
 		case err := <-stopped:
-			return stopCode(err, stderr)
+			return stopCode(name, err, stderr)
 		case <-sig:
 			if requests++; requests < 2 {
 				log.Info(stopRequested, "grace_period", cfg.GracePeriod)
@@ -266,17 +438,54 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer, sig
 			if err == nil {
 				err = database.ErrHardStop
 			}
-			fmt.Fprintln(stderr, "dbworker:", err)
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
 			return ExitHardStop
 		}
 	}
 }
 
-func stopCode(err error, stderr io.Writer) int {
+// checkWorkerFlags returns a usage problem of the worker's flags that the
+// flag package cannot see, or "".
+func checkWorkerFlags(fs *flag.FlagSet, cfg database.WorkerConfig) string {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case set["worker-id"] && strings.TrimSpace(cfg.WorkerID) == "":
+		return "--worker-id: must not be empty (leave the flag out for the default host:pid:random)"
+	case len(cfg.Queues) > 0 && len(cfg.ExcludeQueues) > 0:
+		return fmt.Sprintf("--exclude-queues applies only to all queues (--queues '*', the default); "+
+			"with the explicit list --queues %s, leave the excluded queues out of that list instead",
+			strings.Join(cfg.Queues, ","))
+	}
+	return ""
+}
+
+// registerBackend registers b under its name and, when nothing is
+// registered under "default", as "default" too, so that code of the worker
+// binary outside the tasks enqueues to it rather than to the implicit
+// inline default; restore undoes both.
+func registerBackend(b *database.Backend, log *slog.Logger) (restore func()) {
+	restoreOwn := tasks.RegisterBackend(b)
+	restoreDefault := func() {}
+	as := []string{b.Name()}
+	if b.Name() != tasks.DefaultBackendName {
+		if _, ok := tasks.LookupBackend(tasks.DefaultBackendName); !ok {
+			restoreDefault = tasks.RegisterBackendAs(tasks.DefaultBackendName, b)
+			as = append(as, tasks.DefaultBackendName)
+		}
+	}
+	log.Debug("gotasks: backend registered", "backend", b.Name(), "as", as)
+	return func() {
+		restoreDefault()
+		restoreOwn()
+	}
+}
+
+func stopCode(name string, err error, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintln(stderr, "dbworker:", err)
+	fmt.Fprintf(stderr, "%s: %v\n", name, err)
 	if errors.Is(err, database.ErrHardStop) {
 		return ExitHardStop
 	}
@@ -296,7 +505,7 @@ func splitList(s string) []string {
 	return out
 }
 
-const migrateUsage = `Usage: dbworker migrate [--sql] [--database DSN]
+const migrateUsage = `Usage: NAME migrate [--sql] [--database DSN]
 
 Applies the pending gotasks migrations (safe to run from several processes at
 once), or with --sql prints the SQL of every migration for the database's
@@ -305,10 +514,10 @@ dialect without connecting.
 Flags:
 `
 
-func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runMigrate(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	var c common
 	var printSQL bool
-	fs := newFlagSet("dbworker migrate", migrateUsage, stderr)
+	fs := newFlagSet(name+" migrate", named(migrateUsage, name), stderr)
 	c.register(fs)
 	fs.BoolVar(&printSQL, "sql", false, "print the migration SQL instead of applying it")
 	if err := fs.Parse(args); err != nil {
@@ -324,7 +533,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		s, err := database.MigrationSQL(d)
 		if err != nil {
-			fmt.Fprintln(stderr, "dbworker migrate:", err)
+			fmt.Fprintf(stderr, "%s migrate: %v\n", name, err)
 			return ExitError
 		}
 		fmt.Fprint(stdout, s)
@@ -332,7 +541,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	b, err := database.Open(ctx, c.dsn, database.WithAutoMigrate(true), database.WithName(c.backend))
 	if err != nil {
-		fmt.Fprintln(stderr, "dbworker migrate:", err)
+		fmt.Fprintf(stderr, "%s migrate: %v\n", name, err)
 		return ExitError
 	}
 	defer b.Close()
@@ -340,9 +549,9 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return ExitOK
 }
 
-func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runCheck(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	var c common
-	fs := newFlagSet("dbworker check", "Usage: dbworker check [--database DSN] [--backend NAME]\n\nFlags:\n", stderr)
+	fs := newFlagSet(name+" check", "Usage: "+name+" check [--database DSN] [--backend NAME]\n\nFlags:\n", stderr)
 	c.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -352,12 +561,12 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	b, err := database.Open(ctx, c.dsn, database.WithAutoMigrate(false), database.WithoutCreate(), database.WithName(c.backend))
 	if err != nil {
-		fmt.Fprintln(stderr, "dbworker check:", err)
+		fmt.Fprintf(stderr, "%s check: %v\n", name, err)
 		return ExitError
 	}
 	defer b.Close()
 	if err := b.Check(ctx); err != nil {
-		fmt.Fprintln(stderr, "dbworker check:", err)
+		fmt.Fprintf(stderr, "%s check: %v\n", name, err)
 		return ExitError
 	}
 	fmt.Fprintf(stdout, "backend %q on %s: ok (flags %v)\n", b.Name(), b.Dialect(), b.Capabilities())
@@ -369,9 +578,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 var taskNames = tasks.TaskNames
 
 // tasksLine is the last line of the worker's --help: the tasks it can run.
-func tasksLine(names []string) string {
+func tasksLine(name string, names []string) string {
 	if len(names) == 0 {
-		return "Tasks compiled into this binary: none. It can migrate and check, but not run a\nworker; \"dbworker tasks\" says how to build one that can."
+		return "Tasks compiled into this binary: none. It can migrate and check, but not run a\nworker; \"" + name + " tasks\" says how to build one that can."
 	}
 	return fmt.Sprintf("Tasks compiled into this binary (%d): %s", len(names), strings.Join(names, ", "))
 }
@@ -382,7 +591,7 @@ const noTasksHelp = `This is the stock dbworker, or a worker built without impor
 that defines its tasks. Tasks are Go functions (tasks.Define) that must be
 compiled into the worker: they cannot be loaded at run time. A worker without
 them would claim your tasks and fail each one as unknown. This binary can
-still apply and check the schema: "dbworker migrate", "dbworker check".
+still apply and check the schema: "NAME migrate", "NAME check".
 
 Build your own worker: a main package that imports your tasks and hands over
 to package workercmd, the whole dbworker command as a library:
@@ -406,15 +615,15 @@ Save it as cmd/myworker/main.go in your module, then "go build -o myworker
 Docs: https://pkg.go.dev/github.com/gotasks/gotasks/cmd/dbworker/workercmd
 `
 
-const tasksUsage = `Usage: dbworker tasks
+const tasksUsage = `Usage: NAME tasks
 
 Lists the names of the tasks compiled into this binary, which are the tasks
 its worker can run, one a line on stdout, sorted. With none, it prints nothing
 on stdout, explains on stderr how to build a worker with tasks, and exits 0.
 `
 
-func runTasks(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("dbworker tasks", tasksUsage, stderr)
+func runTasks(name string, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet(name+" tasks", named(tasksUsage, name), stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -422,14 +631,14 @@ func runTasks(args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "dbworker tasks: unexpected argument %q\n", fs.Arg(0))
+		fmt.Fprintf(stderr, "%s tasks: unexpected argument %q\n", name, fs.Arg(0))
 		fs.Usage()
 		return ExitUsage
 	}
 	names := taskNames()
 	if len(names) == 0 {
-		fmt.Fprint(stderr, "dbworker tasks: no tasks are compiled into this binary.\n\n")
-		fmt.Fprint(stderr, noTasksHelp)
+		fmt.Fprintf(stderr, "%s tasks: no tasks are compiled into this binary.\n\n", name)
+		fmt.Fprint(stderr, named(noTasksHelp, name))
 		return ExitOK
 	}
 	for _, n := range names {

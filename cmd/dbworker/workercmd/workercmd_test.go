@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,11 +35,20 @@ var (
 // The command's logic, run in-process: flags, exit codes, messages, and
 // stop requests delivered on the sig channel of Run.
 
+// dbworker is the command as the stock binary, named dbworker.
+var dbworker = workercmd.Command{Name: "dbworker"}
+
 // run runs the command with args to completion (at most 30 s).
 func run(t *testing.T, sig chan os.Signal, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runCmd(t, dbworker, sig, args...)
+}
+
+// runCmd runs cmd with args to completion (at most 30 s).
+func runCmd(t *testing.T, cmd workercmd.Command, sig chan os.Signal, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb syncBuffer
-	code = runAsync(t, sig, &out, &errb, args...)()
+	code = runCmdAsync(t, cmd, sig, &out, &errb, args...)()
 	return code, out.String(), errb.String()
 }
 
@@ -46,11 +56,16 @@ func run(t *testing.T, sig chan os.Signal, args ...string) (code int, stdout, st
 // exit code.
 func runAsync(t *testing.T, sig chan os.Signal, stdout, stderr *syncBuffer, args ...string) (wait func() int) {
 	t.Helper()
+	return runCmdAsync(t, dbworker, sig, stdout, stderr, args...)
+}
+
+func runCmdAsync(t *testing.T, cmd workercmd.Command, sig chan os.Signal, stdout, stderr *syncBuffer, args ...string) (wait func() int) {
+	t.Helper()
 	if sig == nil {
 		sig = make(chan os.Signal, 2) // never signalled; keeps the process's signals away
 	}
 	done := make(chan int, 1)
-	go func() { done <- workercmd.Run(context.Background(), args, stdout, stderr, sig) }()
+	go func() { done <- cmd.Run(context.Background(), args, stdout, stderr, sig) }()
 	return func() int {
 		t.Helper()
 		select {
@@ -69,17 +84,69 @@ func TestHelp(t *testing.T) {
 	if code != workercmd.ExitOK {
 		t.Errorf("--help exit code %d; want 0", code)
 	}
-	for _, f := range []string{"Usage: dbworker", "-database", "-backend", "-queues", "-exclude-queues", "-concurrency",
-		"-interval", "-sleep", "-duration", "-max-tasks", "-batch", "-worker-id", "-startup-jitter", "-log-level",
-		"-log-format", "-grace-period", "GOTASKS_DATABASE_URL"} {
+	for _, f := range []string{"Usage: dbworker", "--database", "--backend", "--queues", "--exclude-queues", "--concurrency",
+		"--interval", "--sleep", "--duration", "--max-tasks", "--batch", "--worker-id", "--startup-jitter", "--log-level",
+		"--log-format", "--grace-period", "GOTASKS_DATABASE_URL"} {
 		if !strings.Contains(stderr, f) {
 			t.Errorf("--help does not mention %q:\n%s", f, stderr)
 		}
 	}
+	noSingleDash(t, "--help", stderr)
 	for _, sub := range []string{"migrate", "check"} {
-		if code, _, stderr := run(t, nil, sub, "--help"); code != workercmd.ExitOK || !strings.Contains(stderr, "-database") {
+		code, _, stderr := run(t, nil, sub, "--help")
+		if code != workercmd.ExitOK || !strings.Contains(stderr, "  --database") {
 			t.Errorf("%s --help: exit %d, output:\n%s", sub, code, stderr)
 		}
+		noSingleDash(t, sub+" --help", stderr)
+	}
+}
+
+// noSingleDash checks that a usage text lists its flags in the --flag style
+// of the docs, not the flag package's -flag.
+func noSingleDash(t *testing.T, what, usage string) {
+	t.Helper()
+	for l := range strings.Lines(usage) {
+		if strings.HasPrefix(l, "  -") && !strings.HasPrefix(l, "  --") {
+			t.Errorf("%s lists a flag as %q; want the --flag style", what, strings.TrimSpace(l))
+		}
+	}
+}
+
+// TestUsageName: usage texts and messages say the binary's own name: the
+// base name of os.Args[0] by default (here the test binary), or
+// Command.Name.
+func TestUsageName(t *testing.T) {
+	t.Parallel()
+	self := strings.TrimSuffix(filepath.Base(os.Args[0]), ".exe")
+	for _, tc := range []struct {
+		name string
+		cmd  workercmd.Command
+		want string
+	}{
+		{"default", workercmd.Command{}, self},
+		{"Name", workercmd.Command{Name: "myworker"}, "myworker"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, help := runCmd(t, tc.cmd, nil, "--help")
+			for _, want := range []string{"Usage: " + tc.want + " [flags]", tc.want + " migrate [--sql]", `"` + tc.want + ` tasks" lists them`} {
+				if !strings.Contains(help, want) {
+					t.Errorf("--help does not say %q:\n%s", want, help)
+				}
+			}
+			if tc.want != "dbworker" && strings.Contains(help, "dbworker") {
+				t.Errorf("--help of %s says dbworker:\n%s", tc.want, help)
+			}
+			code, _, stderr := runCmd(t, tc.cmd, nil, "--database", dbtest.SQLiteDSN(t), "extra")
+			if code != workercmd.ExitUsage || !strings.HasPrefix(stderr, tc.want+`: unexpected argument "extra"`) {
+				t.Errorf("exit %d, stderr:\n%s\nwant %d and a message starting with %q", code, stderr, workercmd.ExitUsage, tc.want+":")
+			}
+			for _, sub := range []string{"migrate", "check", "tasks"} {
+				if _, _, stderr := runCmd(t, tc.cmd, nil, sub, "--help"); !strings.Contains(stderr, "Usage: "+tc.want+" "+sub) {
+					t.Errorf("%s --help does not say %q:\n%s", sub, "Usage: "+tc.want+" "+sub, stderr)
+				}
+			}
+		})
 	}
 }
 
@@ -100,6 +167,41 @@ func TestUsageErrors(t *testing.T) {
 		if code, _, stderr := run(t, nil, args...); code != workercmd.ExitUsage {
 			t.Errorf("%q: exit %d; want %d; stderr:\n%s", args, code, workercmd.ExitUsage, stderr)
 		}
+	}
+}
+
+// TestWorkerFlagCombinations: --exclude-queues only with all queues, and an
+// explicit --worker-id must not be empty; each is a one-line usage error.
+func TestWorkerFlagCombinations(t *testing.T) {
+	t.Parallel()
+	dsn := dbtest.SQLiteDSN(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // "" : runs (exit 0)
+	}{
+		{"ExcludeWithAList", []string{"--queues", "a,b", "--exclude-queues", "b"}, "--exclude-queues applies only to all queues"},
+		{"ExcludeWithOneQueue", []string{"--queue", "a", "--exclude-queues", "c"}, "with the explicit list --queues a"},
+		{"ExcludeWithAllQueues", []string{"--queues", "*", "--exclude-queues", "b"}, ""},
+		{"ExcludeAlone", []string{"--exclude-queues", "b,c"}, ""},
+		{"EmptyWorkerID", []string{"--worker-id", ""}, "--worker-id: must not be empty"},
+		{"EmptyWorkerIDEquals", []string{"--worker-id="}, "--worker-id: must not be empty"},
+		{"BlankWorkerID", []string{"--worker-id", "  "}, "--worker-id: must not be empty"},
+		{"WorkerID", []string{"--worker-id", "w1"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := run(t, nil, append([]string{"--database", dsn, "--batch", "--log-level", "error"}, tc.args...)...)
+			if tc.want == "" {
+				if code != workercmd.ExitOK {
+					t.Errorf("exit %d; want 0; stderr:\n%s", code, stderr)
+				}
+				return
+			}
+			if code != workercmd.ExitUsage {
+				t.Errorf("exit %d; want %d", code, workercmd.ExitUsage)
+			}
+			oneLine(t, stderr, tc.want)
+		})
 	}
 }
 
@@ -367,9 +469,9 @@ func TestCheckMissingSQLiteFile(t *testing.T) {
 }
 
 // exampleTaskNames are the tasks this test binary has compiled in (package
-// exampletasks), sorted.
+// exampletasks, and the tasks of setup_test.go), sorted.
 var exampleTaskNames = []string{"examples.divide", "examples.flaky", "examples.noop", "examples.report",
-	"examples.send_email", "examples.sleep", "examples.sum"}
+	"examples.send_email", "examples.sleep", "examples.sum", "workercmd_test.deps", "workercmd_test.log"}
 
 // lines splits output into its non-empty lines.
 func lines(s string) []string {
@@ -506,7 +608,7 @@ func TestTasks(t *testing.T) {
 	t.Run("help", func(t *testing.T) {
 		t.Parallel()
 		_, _, stderr := run(t, nil, "--help")
-		want := "Tasks compiled into this binary (7): " + strings.Join(exampleTaskNames, ", ")
+		want := "Tasks compiled into this binary (9): " + strings.Join(exampleTaskNames, ", ")
 		if !strings.Contains(stderr, want) {
 			t.Errorf("--help does not say %q:\n%s", want, stderr)
 		}
@@ -532,7 +634,7 @@ func TestTasks(t *testing.T) {
 				got = append(got, e)
 			}
 		}
-		want := []entry{{Msg: "gotasks: tasks this worker can run", Count: 7, Tasks: exampleTaskNames}}
+		want := []entry{{Msg: "gotasks: tasks this worker can run", Count: len(exampleTaskNames), Tasks: exampleTaskNames}}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("log of the tasks (-want +got):\n%s", diff)
 		}
