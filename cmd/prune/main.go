@@ -27,6 +27,8 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,7 +77,9 @@ RUNNING results are never deleted, whatever their age. Meant for cron, e.g.
   17 3 * * *  prune --database postgres://app@db/app --failed-min-age 30
 
 The default for cron is all queues (--queue '*') of the backend "default".
-AGE is a Go duration (36h, 90m, 1h30m) or a number of days (14, 1.5, 7d).
+AGE is a number of days (14, 1.5), weeks and days followed by an optional
+Go duration (2w, 7d, 1d12h, 1w2d6h30m), or a Go duration (36h, 90m, 1h30m);
+a day is 24 hours.
 
 Exit codes: 0 done, 1 runtime error (database unreachable, schema missing,
 SQLite file missing, interrupted), 2 bad flags.
@@ -106,9 +110,7 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.BoolVar(&o.dryRun, "dry-run", false, "count what would be deleted; delete nothing")
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, usageText)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(stderr)
+		printFlags(w, fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -297,25 +299,79 @@ func (a *age) Set(s string) error {
 	return nil
 }
 
-// parseAge reads a Go duration ("36h", "90m") or a number of days ("14",
-// "1.5", "7d"). The age must be positive.
+// ageRe splits an age into weeks, days and the rest (a Go duration).
+var ageRe = regexp.MustCompile(`^(?:([0-9]+(?:\.[0-9]+)?)w)?(?:([0-9]+(?:\.[0-9]+)?)d)?(.*)$`)
+
+// parseAge reads a number of days ("14", "1.5"), weeks and days followed by
+// an optional Go duration ("2w", "7d", "1d12h", "1w2d6h30m"), or a Go
+// duration ("36h", "90m"). A day is 24 hours, a week 7 days. The age must
+// be positive.
 func parseAge(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
-	days := strings.TrimSuffix(s, "d")
-	var d time.Duration
-	if f, err := strconv.ParseFloat(days, 64); err == nil {
-		if math.IsNaN(f) || math.IsInf(f, 0) || f*24*float64(time.Hour) >= math.MaxInt64 {
+	bad := fmt.Errorf("%q: want a number of days (14, 1.5), days or weeks with an optional Go duration (7d, 2w, 1d12h) or a Go duration (36h, 90m)", s)
+	var days float64
+	var rest string
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		days = f
+	} else {
+		m := ageRe.FindStringSubmatch(s)
+		if m == nil || (m[1] == "" && m[2] == "" && m[3] == "") {
+			return 0, bad
+		}
+		for _, part := range []struct {
+			num  string
+			days float64
+		}{{m[1], 7}, {m[2], 1}} {
+			if part.num != "" {
+				f, _ := strconv.ParseFloat(part.num, 64)
+				days += f * part.days
+			}
+		}
+		rest = m[3]
+	}
+	if math.IsNaN(days) || math.IsInf(days, 0) || days*24*float64(time.Hour) >= math.MaxInt64 {
+		return 0, fmt.Errorf("%q: not a usable number of days", s)
+	}
+	d := time.Duration(math.Round(days * 24 * float64(time.Hour)))
+	if rest != "" {
+		if rest[0] == '-' || rest[0] == '+' {
+			if d != 0 { // "1d-2h": a sign in the middle
+				return 0, bad
+			}
+		}
+		r, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, bad
+		}
+		if r > 0 && d > math.MaxInt64-r {
 			return 0, fmt.Errorf("%q: not a usable number of days", s)
 		}
-		d = time.Duration(math.Round(f * 24 * float64(time.Hour)))
-	} else {
-		d, err = time.ParseDuration(s)
-		if err != nil {
-			return 0, fmt.Errorf("%q: want a Go duration (36h, 90m) or a number of days (14, 1.5, 7d)", s)
-		}
+		d += r
 	}
 	if d <= 0 {
 		return 0, fmt.Errorf("%q: must be more than 0", s)
 	}
 	return d, nil
+}
+
+// printFlags is flag.PrintDefaults with the --flag style that the usage
+// text and the docs use, as dbworker's does (both styles are accepted).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		var b strings.Builder
+		b.WriteString("  --" + f.Name)
+		if arg != "" {
+			b.WriteString(" " + arg)
+		}
+		b.WriteString("\n    \t")
+		b.WriteString(strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if d := f.DefValue; d != "" && d != "0" && d != "0s" && d != "false" {
+			if reflect.TypeOf(f.Value).String() == "*flag.stringValue" {
+				d = fmt.Sprintf("%q", d)
+			}
+			fmt.Fprintf(&b, " (default %s)", d)
+		}
+		fmt.Fprintln(w, b.String())
+	})
 }

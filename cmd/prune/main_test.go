@@ -41,13 +41,22 @@ func TestPruneCmdParseAge(t *testing.T) {
 		{"90m", 90 * time.Minute},
 		{"1h30m", 90 * time.Minute},
 		{"1ns", time.Nanosecond},
+		{"1d12h", 36 * time.Hour},
+		{"14d", 14 * day},
+		{"2w", 14 * day},
+		{"1w2d", 9 * day},
+		{"1.5w", 10*day + 12*time.Hour},
+		{"1w2d6h30m", 9*day + 6*time.Hour + 30*time.Minute},
+		{"1d30m", day + 30*time.Minute},
+		{"0d12h", 12 * time.Hour},
 	} {
 		got, err := parseAge(tc.in)
 		if err != nil || got != tc.want {
 			t.Errorf("parseAge(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
 		}
 	}
-	for _, in := range []string{"", "x", "0", "0d", "0s", "-1", "-2h", "d", "14days", "NaN", "Inf", "1e300", "1.5.2"} {
+	for _, in := range []string{"", "x", "0", "0d", "0s", "-1", "-2h", "d", "14days", "NaN", "Inf", "1e300", "1.5.2",
+		"w", "2w3", "1d-2h", "-1d", "3h1d", "1d2w", "1d 12h", "2wk", "1e300w", "99999999999d", "1dd", "0w0d"} {
 		if got, err := parseAge(in); err == nil {
 			t.Errorf("parseAge(%q) = %v, want an error", in, got)
 		}
@@ -98,10 +107,16 @@ func TestPruneCmdHelp(t *testing.T) {
 		if code != exitOK || stderr != "" {
 			t.Errorf("prune %s: exit %d, stderr %q; want 0 and nothing on stderr", arg, code, stderr)
 		}
-		for _, want := range []string{"Usage: prune", "default for cron is all queues", "--min-age", "-failed-min-age",
-			"-batch-size", "-dry-run", "-queue", "-backend", "-database", database.DSNEnv, "(default 14d)", "Exit codes"} {
+		for _, want := range []string{"Usage: prune", "default for cron is all queues", "  --min-age AGE", "  --failed-min-age AGE",
+			"  --batch-size n", "  --dry-run", "  --queue queues", "  --backend name", "  --database DSN", database.DSNEnv,
+			"(default 14d)", "Exit codes", "1d12h", "2w"} {
 			if !strings.Contains(stdout, want) {
 				t.Errorf("prune %s: usage lacks %q:\n%s", arg, want, stdout)
+			}
+		}
+		for l := range strings.Lines(stdout) {
+			if strings.HasPrefix(l, "  -") && !strings.HasPrefix(l, "  --") {
+				t.Errorf("prune %s: usage lists a flag as %q; want the --flag style", arg, strings.TrimSpace(l))
 			}
 		}
 	}
