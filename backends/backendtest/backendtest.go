@@ -97,6 +97,10 @@ const (
 	modeBadReturn = "bad-return"           // returns a value that does not encode (NaN)
 	modeTypedNil  = "typed-nil"            // returns a nil *failure as its error
 	modeGoexit    = "goexit"               // calls runtime.Goexit, as testing.T.FailNow does
+	modeContext   = "context"              // records its tasks.TaskContext (per Key); fails while attempt < N
+	modeNoRetry   = "no-retry"             // returns tasks.NoRetry of a wrapped *failure
+	modeSnooze    = "snooze"               // snoozes N seconds on attempt 1 (per Key), succeeds after
+	modeFollowUp  = "follow-up"            // enqueues otherTask (no backend of its own; delayed N seconds), returns its id
 )
 
 // args are the arguments of the suite's tasks.
@@ -123,8 +127,32 @@ func (f *failure) Error() string { return "backendtest: failing on purpose: " + 
 
 const failureType = "*backendtest.failure"
 
-// flakyAttempts counts the attempts of modeFlaky per args.Key.
+// flakyAttempts counts the attempts of modeFlaky and modeSnooze per
+// args.Key.
 var flakyAttempts sync.Map // string → *atomic.Int32
+
+// seenContexts records the task contexts of modeContext per args.Key.
+var seenContexts sync.Map // string → *contextLog
+
+// contextLog is what modeContext saw, attempt by attempt.
+type contextLog struct {
+	mu   sync.Mutex
+	seen []seenContext
+}
+
+// seenContext is one attempt's view of its context.
+type seenContext struct {
+	tc      tasks.TaskContext
+	ok      bool
+	logger  bool // tasks.Logger(ctx) is tc.Logger
+	running string
+}
+
+func (l *contextLog) all() []seenContext {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]seenContext(nil), l.seen...)
+}
 
 func work(ctx context.Context, a args) (out, error) {
 	switch a.Mode {
@@ -155,6 +183,39 @@ func work(ctx context.Context, a args) (out, error) {
 		return out{}, f
 	case modeGoexit:
 		runtime.Goexit()
+	case modeContext:
+		tc, ok := tasks.FromContext(ctx)
+		sc := seenContext{tc: tc, ok: ok, logger: ok && tasks.Logger(ctx) == tc.Logger}
+		if b := tc.Backend(); b != nil {
+			sc.running = b.Name()
+		}
+		v, _ := seenContexts.LoadOrStore(a.Key, &contextLog{})
+		l := v.(*contextLog)
+		l.mu.Lock()
+		l.seen = append(l.seen, sc)
+		l.mu.Unlock()
+		if tc.Attempt < a.N {
+			return out{}, &failure{Text: fmt.Sprintf("context attempt %d", tc.Attempt)}
+		}
+		return out{Echo: a.Text, N: tc.Attempt}, nil
+	case modeNoRetry:
+		return out{}, tasks.NoRetry(fmt.Errorf("mode no-retry: %w", &failure{Text: a.Text}))
+	case modeSnooze:
+		v, _ := flakyAttempts.LoadOrStore(a.Key, new(atomic.Int32))
+		if v.(*atomic.Int32).Add(1) == 1 {
+			return out{}, fmt.Errorf("not yet: %w", tasks.Snooze(time.Duration(a.N)*time.Second))
+		}
+		return out{Echo: a.Text, N: a.N}, nil
+	case modeFollowUp:
+		task := otherTask // no WithBackend: the backend running this task
+		if a.N > 0 {
+			task = task.Using(tasks.WithDelay(time.Duration(a.N) * time.Second))
+		}
+		res, err := task.Enqueue(ctx, args{Mode: modeOK, Text: "follow-up"})
+		if err != nil {
+			return out{}, err
+		}
+		return out{Echo: res.ID}, nil
 	}
 	return out{}, fmt.Errorf("backendtest: unknown mode %q", a.Mode)
 }

@@ -188,7 +188,7 @@ func (b *fake) drain(ctx context.Context) error {
 		signals.TaskStarted.Send(ctx, b.Name(), r)
 		// All that follows the attempt happens in finish, which also runs
 		// when the task calls runtime.Goexit.
-		tasks.RunAttempt(ctx, r, tasks.AttemptConfig{Backend: &b.BackendConfig, Retries: true}, func(a tasks.Attempt) {
+		tasks.RunAttempt(ctx, r, tasks.AttemptConfig{Backend: &b.BackendConfig, Retries: true, Running: b}, func(a tasks.Attempt) {
 			a.Apply(r)
 			b.finish(ctx, r, a)
 		})

@@ -43,6 +43,10 @@ var suite = []testCase{
 	{"Transaction", testTransaction},
 	{"Check", testCheck},
 	{"ConcurrentEnqueue", testConcurrentEnqueue},
+	{"TaskContext", testTaskContext},
+	{"NoRetry", testNoRetry},
+	{"Snooze", testSnooze},
+	{"FollowUp", testFollowUp},
 }
 
 // testLifecycle: enqueue → READY (or finished inline) → SUCCESSFUL, with
@@ -1109,5 +1113,171 @@ func testConcurrentEnqueue(t *testing.T, f Factory) {
 	}
 	if n := e.rec.count(sigEnqueued, ""); n != workers*each {
 		t.Errorf("%d TaskEnqueued signals, want %d", n, workers*each)
+	}
+}
+
+// testTaskContext: a running task reads its tasks.TaskContext, right on the
+// first attempt and (where the backend retries) on the second.
+func testTaskContext(t *testing.T, f Factory) {
+	e := newEnv(t, f, tasks.WithDefaultBackoff(tasks.ConstantBackoff(0)))
+	key := e.key()
+	attempts, maxAttempts, opts := 1, 1, []tasks.Option(nil)
+	if e.has(tasks.CanRetry) {
+		attempts, maxAttempts, opts = 2, 3, []tasks.Option{tasks.WithMaxAttempts(3)}
+	}
+	res := e.enqueue(e.task(opts...), args{Mode: modeContext, Key: key, Text: "ctx", N: attempts})
+	e.finish(res)
+	if res.Status != tasks.StatusSuccessful || res.Attempts != attempts {
+		t.Fatalf("status %s after %d attempts (errors %+v), want SUCCESSFUL after %d", res.Status, res.Attempts, res.Errors, attempts)
+	}
+	if _, ok := tasks.FromContext(e.ctx); ok {
+		t.Error("FromContext outside a task: ok = true")
+	}
+	v, _ := seenContexts.Load(key)
+	if v == nil {
+		t.Fatal("the task never ran")
+	}
+	type view struct {
+		OK, Logger, HasLogger                 bool
+		ResultID, TaskName, Queue, Backend    string
+		WorkerID, Running                     string
+		Attempt, MaxAttempts                  int
+		EnqueuedAt, StartedAt, AttemptStarted time.Time
+	}
+	var want, got []view
+	for i, sc := range v.(*contextLog).all() {
+		tc := sc.tc
+		got = append(got, view{sc.ok, sc.logger, tc.Logger != nil, tc.ResultID, tc.TaskName, tc.Queue, tc.BackendName,
+			tc.WorkerID, sc.running, tc.Attempt, tc.MaxAttempts, tc.EnqueuedAt, tc.StartedAt, tc.AttemptStartedAt})
+		w := view{true, true, true, res.ID, workTask.Name(), res.Queue, e.name, "", e.name, i + 1, maxAttempts,
+			res.EnqueuedAt, *res.StartedAt, tc.AttemptStartedAt}
+		if i < len(res.WorkerIDs) {
+			w.WorkerID = res.WorkerIDs[i]
+		}
+		switch i {
+		case 0:
+			w.AttemptStarted = *res.StartedAt
+		case attempts - 1:
+			w.AttemptStarted = *res.LastAttemptedAt
+		}
+		want = append(want, w)
+	}
+	if len(got) != attempts {
+		t.Errorf("the task saw %d attempts, want %d", len(got), attempts)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("task contexts by attempt (-want +got):\n%s", d)
+	}
+}
+
+// testNoRetry: a task that returns tasks.NoRetry(err) is FAILED after one
+// attempt whatever attempts are left, with err recorded as itself.
+func testNoRetry(t *testing.T, f Factory) {
+	e := newEnv(t, f, tasks.WithDefaultBackoff(tasks.ConstantBackoff(0)))
+	res := e.enqueue(e.task(tasks.WithMaxAttempts(3)), args{Mode: modeNoRetry, Text: "nr"})
+	e.finish(res)
+	if res.Status != tasks.StatusFailed || res.Attempts != 1 || len(res.Errors) != 1 {
+		t.Fatalf("status %s, attempts %d, errors %+v; want FAILED after 1 attempt with 1 error", res.Status, res.Attempts, res.Errors)
+	}
+	type rec struct {
+		Attempt       int
+		Type, Message string
+	}
+	te := res.Errors[0]
+	want := rec{1, failureType, "mode no-retry: backendtest: failing on purpose: nr"}
+	if d := cmp.Diff(want, rec{te.Attempt, te.Type, te.Message}); d != "" {
+		t.Errorf("Errors[0] (-want +got):\n%s", d)
+	}
+}
+
+// testSnooze: on a backend with Defer, a task that returns tasks.Snooze(d)
+// is READY again, due d later, with the attempt not counted and no error
+// recorded; then it runs again. An inline backend (no Defer) records the
+// snooze as a failure that says the backend cannot defer.
+func testSnooze(t *testing.T, f Factory) {
+	e := newEnv(t, f)
+	if !e.has(tasks.CanDefer) {
+		if !e.inline() {
+			t.Skip("a backend that runs tasks later but cannot defer them: nothing to check")
+		}
+		res := e.enqueue(e.task(), args{Mode: modeSnooze, Key: e.key(), N: 60})
+		e.finish(res)
+		if res.Status != tasks.StatusFailed || res.Attempts != 1 || len(res.Errors) != 1 {
+			t.Fatalf("status %s, attempts %d, errors %+v; want FAILED after 1 attempt with 1 error", res.Status, res.Attempts, res.Errors)
+		}
+		if te := res.Errors[0]; te.Type != "*tasks.SnoozeError" || !strings.Contains(te.Message, "cannot defer") {
+			t.Errorf("error %+v, want a *tasks.SnoozeError saying the backend cannot defer", te)
+		}
+		return
+	}
+	t.Run("Later", func(t *testing.T) {
+		res := e.enqueue(e.task(tasks.WithMaxAttempts(1)), args{Mode: modeSnooze, Key: e.key(), N: 3600})
+		before := time.Now()
+		e.drain()
+		e.refresh(res)
+		after := time.Now()
+		if res.Status != tasks.StatusReady || res.Attempts != 0 || len(res.Errors) != 0 || res.FinishedAt != nil {
+			t.Fatalf("status %s, attempts %d, errors %+v, finished %v; want READY, 0 attempts, no error, not finished",
+				res.Status, res.Attempts, res.Errors, res.FinishedAt)
+		}
+		if res.RunAfter.Before(before.Add(time.Hour-time.Second)) || res.RunAfter.After(after.Add(time.Hour+time.Second)) {
+			t.Errorf("RunAfter = %v, want an hour after the attempt (%v)", res.RunAfter, before)
+		}
+		wantSeq := []string{sigEnqueued + " READY", sigStarted + " RUNNING", sigFinished + " READY"}
+		eventually(t, "the snoozed task's signals", func() bool { return len(e.rec.seq(res.ID)) >= len(wantSeq) })
+		if d := cmp.Diff(wantSeq, e.rec.seq(res.ID)); d != "" {
+			t.Errorf("signals (-want +got):\n%s", d)
+		}
+	})
+	t.Run("AtOnce", func(t *testing.T) {
+		// Snoozed for 0 on its only attempt (MaxAttempts 1): the snooze did
+		// not use it up. Drain may leave it for its next call.
+		res := e.enqueue(e.task(tasks.WithMaxAttempts(1)), args{Mode: modeSnooze, Key: e.key(), Text: "woke"})
+		for i := 0; i < 3 && !res.Status.Finished(); i++ {
+			e.drain()
+			e.refresh(res)
+		}
+		if res.Status != tasks.StatusSuccessful || res.Attempts != 1 || len(res.Errors) != 0 {
+			t.Fatalf("status %s, attempts %d, errors %+v; want SUCCESSFUL after 1 counted attempt, no error",
+				res.Status, res.Attempts, res.Errors)
+		}
+		if n := e.rec.count(sigStarted, res.ID); n != 2 {
+			t.Errorf("%d TaskStarted signals, want 2 (the snoozed run and the next)", n)
+		}
+	})
+}
+
+// testFollowUp: a task that enqueues another task without a backend of its
+// own enqueues it to the backend running it (not to "default"): deferred
+// where the backend can defer (a READY row of the same backend), else run
+// by the same backend.
+func testFollowUp(t *testing.T, f Factory) {
+	e := newEnv(t, f)
+	delay := 0
+	if e.has(tasks.CanDefer) {
+		delay = 3600 // the implicit default backend could not defer it
+	}
+	res := e.enqueue(e.task(), args{Mode: modeFollowUp, N: delay})
+	e.finish(res)
+	if res.Status != tasks.StatusSuccessful {
+		t.Fatalf("status %s (errors %+v), want SUCCESSFUL", res.Status, res.Errors)
+	}
+	v, _ := res.Value()
+	fu := e.mustLookup(v.Echo)
+	if fu.TaskName != otherTask.Name() || fu.Backend != e.name {
+		t.Errorf("follow-up: task %q on backend %q, want %q on %q", fu.TaskName, fu.Backend, otherTask.Name(), e.name)
+	}
+	switch {
+	case delay > 0:
+		if fu.Status != tasks.StatusReady || fu.RunAfter.Before(time.Now().Add(59*time.Minute)) {
+			t.Errorf("follow-up: status %s, run-after %v; want READY, an hour from now", fu.Status, fu.RunAfter)
+		}
+	default: // run inline, or by the same Drain (it was due)
+		if fu.Status != tasks.StatusSuccessful {
+			t.Errorf("follow-up: status %s, want SUCCESSFUL", fu.Status)
+		}
+	}
+	if n := e.rec.count(sigEnqueued, fu.ID); n != 1 {
+		t.Errorf("follow-up: %d TaskEnqueued signals from the backend, want 1", n)
 	}
 }
