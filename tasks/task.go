@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"time"
 )
 
@@ -285,34 +286,93 @@ func (d *definition[A, R]) RunJSON(ctx context.Context, args json.RawMessage) (j
 }
 
 // submit hands reqs to b, deferring them to the commit of the transaction
-// in ctx when b cannot join it and enqueue-on-commit is on.
+// in ctx when b cannot join it and enqueue-on-commit is on. A deferred
+// handle has no enqueue time (and no run-after unless one was set) until
+// the task is really enqueued: Refresh after the commit shows the stored
+// ones.
 func submit(ctx context.Context, b Backend, onCommit *bool, reqs []*EnqueueRequest) ([]*RawResult, error) {
+	joins := false
+	if j, ok := b.(TxJoiner); ok && b.Capabilities().Has(CanTransact) {
+		joins = j.JoinsTx(ctx)
+	}
 	if h := txFromContext(ctx); h != nil {
-		joins := false
-		if j, ok := b.(TxJoiner); ok && b.Capabilities().Has(CanTransact) {
-			joins = j.JoinsTx(ctx)
-		}
 		deferIt := b.EnqueueOnCommit()
 		if onCommit != nil {
 			deferIt = *onCommit
 		}
 		if !joins && deferIt {
-			now := time.Now().UTC()
 			pending := make([]*RawResult, len(reqs))
 			for i, r := range reqs {
-				pending[i] = r.NewRawResult(b.Name(), now)
+				pending[i] = r.NewRawResult(b.Name(), time.Time{})
+				pending[i].RunAfter = r.RunAfter // zero unless set
 			}
 			err := h.OnCommit(func(ctx context.Context) error {
-				_, err := enqueueNow(ctx, b, reqs)
+				rs, err := enqueueNow(ctx, b, reqs)
+				if err == nil {
+					logEnqueued(ctx, b, rs, "")
+				}
 				return err
 			})
 			if err != nil {
 				return nil, fmt.Errorf("enqueue on commit: %w", err)
 			}
+			logEnqueued(ctx, b, pending, "deferred to commit")
 			return pending, nil
 		}
 	}
-	return enqueueNow(ctx, b, reqs)
+	rs, err := enqueueNow(ctx, b, reqs)
+	if err != nil {
+		return nil, err
+	}
+	if joins {
+		logEnqueued(ctx, b, rs, "in transaction")
+	} else {
+		logEnqueued(ctx, b, rs, "")
+	}
+	return rs, nil
+}
+
+// logBatchLines is the largest batch logged one line per task; a larger
+// one is logged as one line with its count.
+const logBatchLines = 10
+
+// logEnqueued logs enqueued (or deferred) results at DEBUG on the backend's
+// logger (its BackendLogger method, when it has one; else slog.Default),
+// with the
+// result id, task, queue and backend; mode says "deferred to commit" or
+// "in transaction" when it applies.
+func logEnqueued(ctx context.Context, b Backend, rs []*RawResult, mode string) {
+	l := slog.Default()
+	if lb, ok := b.(interface{ BackendLogger() *slog.Logger }); ok && lb.BackendLogger() != nil {
+		l = lb.BackendLogger()
+	}
+	if len(rs) == 0 || !l.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	msg, batchMsg := "gotasks: task enqueued", "gotasks: tasks enqueued"
+	if mode == "deferred to commit" {
+		msg, batchMsg = "gotasks: task deferred to commit", "gotasks: tasks deferred to commit"
+	}
+	extra := func(attrs []slog.Attr) []slog.Attr {
+		if mode != "" {
+			attrs = append(attrs, slog.String("mode", mode))
+		}
+		return attrs
+	}
+	if len(rs) > logBatchLines {
+		r := rs[0]
+		l.LogAttrs(ctx, slog.LevelDebug, batchMsg, extra([]slog.Attr{
+			slog.Int("count", len(rs)), slog.String("task", r.TaskName), slog.String("queue", r.Queue),
+			slog.String("backend", b.Name()), slog.String("first_id", r.ID), slog.String("last_id", rs[len(rs)-1].ID),
+		})...)
+		return
+	}
+	for _, r := range rs {
+		l.LogAttrs(ctx, slog.LevelDebug, msg, extra([]slog.Attr{
+			slog.String("id", r.ID), slog.String("task", r.TaskName), slog.String("queue", r.Queue),
+			slog.String("backend", b.Name()),
+		})...)
+	}
 }
 
 func enqueueNow(ctx context.Context, b Backend, reqs []*EnqueueRequest) ([]*RawResult, error) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/uptrace/bun"
 
 	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/internal/dbtest"
@@ -836,6 +837,126 @@ func TestListFilter(t *testing.T) {
 		got, err = b.List(ctx, database.Filter{EnqueuedBefore: reports[0].EnqueuedAt})
 		if err != nil || len(got) != 0 {
 			t.Errorf("EnqueuedBefore the first: %d results, %v", len(got), err)
+		}
+	})
+}
+
+// dbtLogCapture records the log records of a logger at every level.
+type dbtLogCapture struct {
+	mu   sync.Mutex
+	recs []map[string]string // the message under "msg", the level under "level"
+}
+
+func (h *dbtLogCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (h *dbtLogCapture) Handle(_ context.Context, r slog.Record) error {
+	m := map[string]string{"msg": r.Message, "level": r.Level.String()}
+	r.Attrs(func(a slog.Attr) bool {
+		m[a.Key] = a.Value.String()
+		return true
+	})
+	h.mu.Lock()
+	h.recs = append(h.recs, m)
+	h.mu.Unlock()
+	return nil
+}
+func (h *dbtLogCapture) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *dbtLogCapture) WithGroup(string) slog.Handler      { return h }
+
+// take returns the records with message msg and forgets every record.
+func (h *dbtLogCapture) take(msg string) []map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []map[string]string
+	for _, r := range h.recs {
+		if r["msg"] == msg {
+			out = append(out, r)
+		}
+	}
+	h.recs = nil
+	return out
+}
+
+// Enqueues are logged at DEBUG on the backend's logger: one line per task
+// with its id, task, queue and backend; one line with the count for a big
+// batch; "deferred to commit" for a deferred enqueue, then the enqueue at
+// the commit.
+func TestEnqueueLogs(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := dbtCtx(t)
+		logs := &dbtLogCapture{}
+		b := dbtOpen(t, dsn, database.WithLogger(slog.New(logs)))
+		task := dbtAdd.Using(tasks.WithBackend(b.Name()), tasks.WithQueue("q1"))
+		line := func(id, mode string) map[string]string {
+			m := map[string]string{"level": "DEBUG", "msg": "gotasks: task enqueued", "id": id,
+				"task": dbtAdd.Name(), "queue": "q1", "backend": b.Name()}
+			if mode != "" {
+				m["mode"] = mode
+			}
+			if mode == "deferred to commit" {
+				m["msg"] = "gotasks: task deferred to commit"
+			}
+			return m
+		}
+
+		r, err := task.Enqueue(ctx, dbtArgs{A: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]map[string]string{line(r.ID, "")}, logs.take("gotasks: task enqueued")); diff != "" {
+			t.Errorf("Enqueue's log (-want +got):\n%s", diff)
+		}
+
+		rs, err := task.EnqueueMany(ctx, []dbtArgs{{A: 1}, {A: 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]map[string]string{line(rs[0].ID, ""), line(rs[1].ID, "")}, logs.take("gotasks: task enqueued")); diff != "" {
+			t.Errorf("small EnqueueMany's log (-want +got):\n%s", diff)
+		}
+
+		big, err := task.EnqueueMany(ctx, make([]dbtArgs, 50))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []map[string]string{{"level": "DEBUG", "msg": "gotasks: tasks enqueued", "count": "50",
+			"task": dbtAdd.Name(), "queue": "q1", "backend": b.Name(), "first_id": big[0].ID, "last_id": big[49].ID}}
+		if diff := cmp.Diff(want, logs.take("gotasks: tasks enqueued")); diff != "" {
+			t.Errorf("big EnqueueMany's log (-want +got):\n%s", diff)
+		}
+
+		// In the application's transaction.
+		tx, err := b.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err = task.Enqueue(database.WithTx(ctx, tx), dbtArgs{A: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]map[string]string{line(r.ID, "in transaction")}, logs.take("gotasks: task enqueued")); diff != "" {
+			t.Errorf("the log of an enqueue in the application's transaction (-want +got):\n%s", diff)
+		}
+
+		// Deferred to the commit of a transaction the backend cannot join.
+		err = database.RunInTx(ctx, dbtOpen(t, dbtest.DSN(t, dbtDialect(dsn))).DB(), func(txCtx context.Context, _ bun.Tx) error {
+			r, err = task.Enqueue(txCtx, dbtArgs{A: 1})
+			if err != nil {
+				return err
+			}
+			if diff := cmp.Diff([]map[string]string{line(r.ID, "deferred to commit")}, logs.take("gotasks: task deferred to commit")); diff != "" {
+				t.Errorf("the log of a deferred enqueue (-want +got):\n%s", diff)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]map[string]string{line(r.ID, "")}, logs.take("gotasks: task enqueued")); diff != "" {
+			t.Errorf("the log at the commit (-want +got):\n%s", diff)
 		}
 	})
 }

@@ -424,3 +424,92 @@ func TestRunInTxCancelWhileOthersWrite(t *testing.T) {
 		}
 	})
 }
+
+// A handle deferred to the commit has no enqueue time, and no run-after
+// unless one was set, until the task is really enqueued; after the commit,
+// Refresh shows the stored ones.
+func TestDeferredHandleHasNoEnqueueTime(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := dbtCtx(t)
+		b := dbtOpen(t, dsn)
+		// A database backend on another database cannot join b's
+		// transactions: its enqueues are deferred.
+		b2 := dbtOpen(t, dbtest.DSN(t, dbtDialect(dsn)))
+		d := dummy.New(tasks.WithName(dbtName(t)))
+		t.Cleanup(tasks.RegisterBackend(d))
+		runAfter := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+
+		type txRunner func(fn func(txCtx context.Context) error) error
+		runInTx := func(fn func(txCtx context.Context) error) error {
+			return b.RunInTx(ctx, func(txCtx context.Context, _ bun.Tx) error { return fn(txCtx) })
+		}
+		withHooks := func(fn func(txCtx context.Context) error) error {
+			h := tasks.NewTxHooks(nil)
+			if err := fn(tasks.ContextWithTx(ctx, h)); err != nil {
+				h.Rollback()
+				return err
+			}
+			return h.Commit(ctx)
+		}
+		for _, c := range []struct {
+			name    string
+			backend string
+			tx      txRunner
+		}{
+			{"database RunInTx, backend on another database", b2.Name(), runInTx},
+			{"dummy with TxHooks", d.Name(), withHooks},
+		} {
+			for _, explicit := range []bool{false, true} {
+				task := dbtAdd.Using(tasks.WithBackend(c.backend))
+				wantRunAfter := time.Time{}
+				if explicit {
+					task = task.Using(tasks.WithRunAfter(runAfter))
+					wantRunAfter = runAfter
+				}
+				var handles []*tasks.Result[dbtSum]
+				err := c.tx(func(txCtx context.Context) error {
+					r, err := task.Enqueue(txCtx, dbtArgs{A: 1})
+					if err != nil {
+						return err
+					}
+					rs, err := task.EnqueueMany(txCtx, []dbtArgs{{A: 2}, {A: 3}})
+					if err != nil {
+						return err
+					}
+					handles = append([]*tasks.Result[dbtSum]{r}, rs...)
+					for _, h := range handles {
+						if !h.EnqueuedAt.IsZero() {
+							t.Errorf("%s: deferred handle EnqueuedAt = %v, want zero", c.name, h.EnqueuedAt)
+						}
+						if !h.RunAfter.Equal(wantRunAfter) {
+							t.Errorf("%s: deferred handle RunAfter = %v, want %v", c.name, h.RunAfter, wantRunAfter)
+						}
+						if h.Status != tasks.StatusReady {
+							t.Errorf("%s: deferred handle status %s, want READY", c.name, h.Status)
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatalf("%s: transaction: %v", c.name, err)
+				}
+				for _, h := range handles {
+					if err := h.Refresh(ctx); err != nil {
+						t.Fatalf("%s: Refresh after commit: %v", c.name, err)
+					}
+					if h.EnqueuedAt.IsZero() {
+						t.Errorf("%s: EnqueuedAt after commit and Refresh is zero", c.name)
+					}
+					want := h.EnqueuedAt
+					if explicit {
+						want = runAfter
+					}
+					if !h.RunAfter.Equal(want) {
+						t.Errorf("%s: RunAfter after commit = %v, want %v", c.name, h.RunAfter, want)
+					}
+				}
+			}
+		}
+	})
+}
