@@ -65,6 +65,13 @@ var execTask = tasks.Define("tasks_test.exec", func(ctx context.Context, a execA
 		return nil, fmt.Errorf("wrapped: %w", badUnwrap{})
 	case "goexit":
 		runtime.Goexit()
+	case "no-retry":
+		return nil, tasks.NoRetry(&myErr{msg: "do not retry"})
+	case "snooze":
+		return nil, fmt.Errorf("later: %w", tasks.Snooze(time.Minute))
+	case "log":
+		tasks.Logger(ctx).Info("from the task", "k", "v")
+		return 1, nil
 	}
 	return nil, errors.New("unknown mode")
 }, tasks.WithTimeout(time.Hour))
