@@ -134,7 +134,6 @@ func TestAttemptLogs(t *testing.T) {
 	}
 }
 
-
 // TestControlErrors: NoRetry fails at once, recorded as the task's own
 // error and matchable both ways; Snooze puts the task back to READY without
 // counting the attempt on a backend that can defer, and fails it on one
