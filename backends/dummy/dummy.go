@@ -4,7 +4,11 @@
 //
 // Tests inspect what was enqueued with Results, or typed with Enqueued, and
 // run the stored tasks on demand with RunReady or RunAll to exercise task
-// bodies, with the same life-cycle and signals as a worker.
+// bodies, with the same life-cycle and signals as a worker, and the same
+// task context (tasks.FromContext). Each call runs a task at most once: a
+// task that snoozes (tasks.Snooze) stays READY for a later call, and a
+// follow-up enqueued by a running task (to this backend, unless it names
+// another) runs in the same call when it is due.
 //
 // Flags: Defer, Priority, GetResult, Cancel, BulkEnqueue, Timeout.
 package dummy

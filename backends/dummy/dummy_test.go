@@ -472,3 +472,73 @@ func finishedSignals(t *testing.T, name string) func() []string {
 		return append([]string(nil), got...)
 	}
 }
+
+var snoozeRuns atomic.Int64
+
+// alwaysSnoozes snoozes every attempt: RunAll must not loop on it.
+var alwaysSnoozes = tasks.Define("dummy_test.always_snoozes", func(context.Context, int) (int, error) {
+	snoozeRuns.Add(1)
+	return 0, tasks.Snooze(0)
+})
+
+// chain enqueues sendMail (no backend of its own) while it runs.
+var chain = tasks.Define("dummy_test.chain", func(ctx context.Context, to string) (string, error) {
+	res, err := sendMail.Enqueue(ctx, mailArgs{To: to})
+	if err != nil {
+		return "", err
+	}
+	return res.ID, nil
+})
+
+// TestSnoozeAndFollowUps: RunReady and RunAll run each task at most once
+// per call, so a task that keeps snoozing stays READY (its attempt not
+// counted) instead of looping; tasks enqueued during the call run in it.
+func TestSnoozeAndFollowUps(t *testing.T) {
+	t.Run("Snooze", func(t *testing.T) {
+		b, name := newBackend(t)
+		res, err := alwaysSnoozes.Using(tasks.WithBackend(name)).Enqueue(t.Context(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := snoozeRuns.Load()
+		for _, run := range []func(context.Context) (int, error){b.RunReady, b.RunAll, b.RunAll} {
+			if n, err := run(t.Context()); n != 1 || err != nil {
+				t.Fatalf("run: %d, %v; want 1 attempt", n, err)
+			}
+		}
+		if got := snoozeRuns.Load() - before; got != 3 {
+			t.Errorf("the task ran %d times in three calls, want 3", got)
+		}
+		if err := res.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != tasks.StatusReady || res.Attempts != 0 || len(res.Errors) != 0 || len(res.WorkerIDs) != 3 {
+			t.Errorf("status %s, attempts %d, errors %v, worker ids %d; want READY, 0, none, 3",
+				res.Status, res.Attempts, res.Errors, len(res.WorkerIDs))
+		}
+	})
+	t.Run("FollowUp", func(t *testing.T) {
+		b, name := newBackend(t) // not "default": the follow-up goes to b all the same
+		res, err := chain.Using(tasks.WithBackend(name)).Enqueue(t.Context(), "x@example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := b.RunReady(t.Context()); n != 2 || err != nil {
+			t.Fatalf("RunReady: %d, %v; want 2 (the task and its follow-up)", n, err)
+		}
+		if err := res.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		id, err := res.Value()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fu, err := b.GetResult(t.Context(), id)
+		if err != nil {
+			t.Fatalf("the follow-up is not in the backend that ran its parent: %v", err)
+		}
+		if fu.Status != tasks.StatusSuccessful || fu.Backend != name {
+			t.Errorf("follow-up: %s on %q, want SUCCESSFUL on %q", fu.Status, fu.Backend, name)
+		}
+	})
+}
