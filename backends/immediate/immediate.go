@@ -16,6 +16,14 @@
 // tasks.ErrInvalidTask. It does not retry: MaxAttempts is accepted (so that
 // the same task definition works on every backend) and each task gets one
 // attempt.
+//
+// A running task has its tasks.TaskContext (attempt 1 of 1, worker id
+// "host:pid:inline"); a task it enqueues without a backend of its own runs
+// on this backend too, at once, nested in its parent. A task that returns
+// tasks.NoRetry(err) is FAILED as with any error. A task that returns
+// tasks.Snooze(d) is FAILED too, with a *tasks.SnoozeError saying that the
+// backend cannot defer: the immediate backend never sleeps in the caller's
+// goroutine and cannot run the task later.
 package immediate
 
 import (
