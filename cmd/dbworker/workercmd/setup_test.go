@@ -35,6 +35,15 @@ var (
 		}
 		return a.greeting + ", " + name, nil
 	}, tasks.WithMaxAttempts(1))
+	// setupFollowUp enqueues a deferred follow-up that names no backend and
+	// returns its id.
+	setupFollowUp = tasks.Define("workercmd_test.followup", func(ctx context.Context, n int) (string, error) {
+		r, err := exampletasks.Sum.Using(tasks.WithDelay(time.Hour)).Enqueue(ctx, []int{n})
+		if err != nil {
+			return "", err
+		}
+		return r.ID, nil
+	}, tasks.WithMaxAttempts(1))
 	// setupLog logs through the process's default slog logger.
 	setupLog = tasks.Define("workercmd_test.log", func(ctx context.Context, s string) (string, error) {
 		slog.Info("from the task", "arg", s, "took", 1500*time.Millisecond)
@@ -177,6 +186,38 @@ func TestRegistersItsBackend(t *testing.T) {
 		}
 		if def != tasks.Backend(other) {
 			t.Errorf(`"default" during the run: %v; want the one registered before`, def)
+		}
+	})
+}
+
+// TestFollowUpIsARow: a task run by the worker that enqueues a follow-up
+// (deferred, naming no backend) creates a READY row on the worker's
+// backend: it is not run inline.
+func TestFollowUpIsARow(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		b := openBackend(t, dsn)
+		r, err := setupFollowUp.Using(tasks.WithBackend(b.Name())).Enqueue(ctx, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, _, stderr := run(t, nil, workerArgs(b, dsn, "--batch")...); code != workercmd.ExitOK {
+			t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+		}
+		if err := r.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		id, err := r.Value()
+		if err != nil {
+			t.Fatalf("parent: %v (status %s, errors %v)", err, r.Status, r.Errors)
+		}
+		got, err := b.GetResult(ctx, id)
+		if err != nil {
+			t.Fatalf("the follow-up %s is not a row of the worker's backend: %v", id, err)
+		}
+		if got.Status != tasks.StatusReady || got.Backend != b.Name() {
+			t.Errorf("follow-up: %s on %q; want READY on %q", got.Status, got.Backend, b.Name())
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -471,7 +472,8 @@ func TestCheckMissingSQLiteFile(t *testing.T) {
 // exampleTaskNames are the tasks this test binary has compiled in (package
 // exampletasks, and the tasks of setup_test.go), sorted.
 var exampleTaskNames = []string{"examples.divide", "examples.flaky", "examples.noop", "examples.report",
-	"examples.send_email", "examples.sleep", "examples.sum", "workercmd_test.deps", "workercmd_test.log"}
+	"examples.send_email", "examples.sleep", "examples.sum", "workercmd_test.deps", "workercmd_test.followup",
+	"workercmd_test.log"}
 
 // lines splits output into its non-empty lines.
 func lines(s string) []string {
@@ -608,7 +610,7 @@ func TestTasks(t *testing.T) {
 	t.Run("help", func(t *testing.T) {
 		t.Parallel()
 		_, _, stderr := run(t, nil, "--help")
-		want := "Tasks compiled into this binary (9): " + strings.Join(exampleTaskNames, ", ")
+		want := fmt.Sprintf("Tasks compiled into this binary (%d): ", len(exampleTaskNames)) + strings.Join(exampleTaskNames, ", ")
 		if !strings.Contains(stderr, want) {
 			t.Errorf("--help does not say %q:\n%s", want, stderr)
 		}
