@@ -64,12 +64,12 @@ type UnknownTaskError struct {
 
 // Error implements error.
 func (e *UnknownTaskError) Error() string {
-	bin := e.Binary
-	if bin == "" {
-		bin = "this binary"
+	bin := ""
+	if e.Binary != "" {
+		bin = " (" + e.Binary + ")"
 	}
-	return fmt.Sprintf("task %q is not registered in %s (is the package that defines it imported? "+
-		"a task enqueued by newer code is retried until a worker that defines it runs it)", e.Name, bin)
+	return fmt.Sprintf("task %q not registered in this binary%s: is the package that defines it imported? "+
+		"It is retried with backoff until a worker that defines it runs it", e.Name, bin)
 }
 
 // Is reports whether target is ErrUnknownTask.

@@ -34,6 +34,16 @@
 // the sentinels of this package (ErrInvalidTask, ErrResultNotFound,
 // ErrTaskFailed, …).
 //
+// # Inside a running task
+//
+// Every backend that runs tasks puts a TaskContext in the task's context:
+// FromContext returns its result id, name, attempt and max attempts, queue,
+// backend, worker id, times, and a logger carrying them (also Logger(ctx)).
+// A task enqueued from a running task without WithBackend goes to the
+// backend running it. A task returns NoRetry(err) to fail at once, whatever
+// attempts are left, and Snooze(d) to run again after d without counting
+// the attempt (on backends with CanDefer).
+//
 // # Backends
 //
 // Backends live under backends/ (dummy for unit tests, immediate for
@@ -66,8 +76,10 @@
 //     timeout, panic recovery, classification as SUCCESSFUL, READY for a
 //     retry, or FAILED — with the Policy that AttemptConfig.ResolvePolicy
 //     resolves from the stored result, the task's definition and the
-//     backend. Every backend runs tasks through it. Attempt.Apply records
-//     the outcome; NewTaskError is how a failure is recorded.
+//     backend. Every backend runs tasks through it; AttemptConfig says
+//     which backend runs it (Running: the TaskContext, follow-ups,
+//     snoozes) and which logger logs it. Attempt.Apply records the
+//     outcome; NewTaskError is how a failure is recorded.
 //   - RunInline is the whole life-cycle of a backend that runs each task as
 //     it is enqueued (READY, RUNNING, finished, with the signals).
 //   - Lookup and Runner give the task registered under a name; TaskNames
