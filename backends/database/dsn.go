@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,15 @@ func openDSN(ctx context.Context, dsn string, noCreate bool) (*bun.DB, error) {
 			}
 		}
 		q := u.Query()
+		pool := poolSettings{maxConns: sqliteMaxConns, maxIdleTime: 5 * time.Minute}
+		for k := range q {
+			if strings.HasPrefix(k, "pool_") {
+				if err := pool.set(k, q.Get(k)); err != nil {
+					return nil, fmt.Errorf("%w %q: %v", ErrBadDSN, redact(dsn), err)
+				}
+				q.Del(k)
+			}
+		}
 		extra := ""
 		if len(q) > 0 {
 			extra = "&" + q.Encode()
@@ -89,23 +99,169 @@ func openDSN(ctx context.Context, dsn string, noCreate bool) (*bun.DB, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w %q: %v", ErrBadDSN, dsn, err)
 		}
-		db.SetMaxOpenConns(sqliteMaxConns)
-		db.SetMaxIdleConns(sqliteMaxConns)
-		db.SetConnMaxIdleTime(5 * time.Minute)
+		pool.apply(db)
 		return bun.NewDB(db, sqlitedialect.New()), nil
-	case strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://"):
-		cfg, err := pgx.ParseConfig(dsn)
+	case strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") || isKeyValueDSN(dsn):
+		pool := poolSettings{maxConns: pgMaxConns, maxIdleTime: 5 * time.Minute}
+		connDSN, err := pool.takeFrom(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: %v", ErrBadDSN, redact(dsn), err)
+		}
+		cfg, err := pgx.ParseConfig(connDSN)
 		if err != nil {
 			return nil, fmt.Errorf("%w %q: %v", ErrBadDSN, redact(dsn), err)
 		}
 		db := stdlib.OpenDB(*cfg)
-		db.SetMaxOpenConns(32)
-		db.SetMaxIdleConns(32)
-		db.SetConnMaxIdleTime(5 * time.Minute)
+		pool.apply(db)
 		return bun.NewDB(db, pgdialect.New()), nil
 	default:
-		return nil, fmt.Errorf("%w %q: the scheme must be sqlite://, sqlite::memory:, postgres:// or postgresql://", ErrBadDSN, redact(dsn))
+		return nil, fmt.Errorf("%w %q: the scheme must be sqlite://, sqlite::memory:, postgres:// or postgresql:// "+
+			"(or a PostgreSQL key=value DSN such as \"host=db user=app dbname=app\")", ErrBadDSN, redact(dsn))
 	}
+}
+
+// pgMaxConns is the default size of the PostgreSQL pool that Open creates.
+const pgMaxConns = 32
+
+// isKeyValueDSN reports whether dsn is in libpq's key=value form
+// ("host=127.0.0.1 user=postgres dbname=test"): its first word is a key
+// followed by "=".
+func isKeyValueDSN(dsn string) bool {
+	s := strings.TrimSpace(dsn)
+	i := strings.IndexByte(s, '=')
+	if i <= 0 || strings.Contains(s, "://") {
+		return false
+	}
+	key := strings.TrimSpace(s[:i])
+	for _, r := range key {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// poolSettings are the pool parameters of a DSN, named as pgxpool names
+// them, so that a DSN written for pgxpool works: pool_max_conns,
+// pool_max_conn_lifetime and pool_max_conn_idle_time.
+type poolSettings struct {
+	maxConns                 int
+	maxLifetime, maxIdleTime time.Duration
+}
+
+// set applies one pool parameter.
+func (p *poolSettings) set(key, value string) error {
+	switch key {
+	case "pool_max_conns":
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 {
+			return fmt.Errorf("pool_max_conns=%q: want a whole number of at least 1", value)
+		}
+		p.maxConns = n
+	case "pool_max_conn_lifetime", "pool_max_conn_idle_time":
+		d, err := time.ParseDuration(value)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%s=%q: want a duration such as 30m", key, value)
+		}
+		if key == "pool_max_conn_lifetime" {
+			p.maxLifetime = d
+		} else {
+			p.maxIdleTime = d
+		}
+	default:
+		return fmt.Errorf("%s is not supported (pool parameters: pool_max_conns, pool_max_conn_lifetime, pool_max_conn_idle_time)", key)
+	}
+	return nil
+}
+
+// takeFrom applies the pool parameters of a PostgreSQL DSN (URL or
+// key=value) and returns the DSN without them: pgx would send them to the
+// server as settings, which refuses them.
+func (p *poolSettings) takeFrom(dsn string) (string, error) {
+	if !isKeyValueDSN(dsn) {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return dsn, nil // pgx reports it
+		}
+		q := u.Query()
+		found := false
+		for k := range q {
+			if strings.HasPrefix(k, "pool_") {
+				if err := p.set(k, q.Get(k)); err != nil {
+					return "", err
+				}
+				q.Del(k)
+				found = true
+			}
+		}
+		if found {
+			u.RawQuery = q.Encode()
+			dsn = u.String()
+		}
+		return dsn, nil
+	}
+	var kept []string
+	for _, f := range splitKeyValues(dsn) {
+		k, v, _ := strings.Cut(f, "=")
+		k = strings.TrimSpace(k)
+		if strings.HasPrefix(k, "pool_") {
+			if err := p.set(k, strings.Trim(strings.TrimSpace(v), "'")); err != nil {
+				return "", err
+			}
+			continue
+		}
+		kept = append(kept, f)
+	}
+	return strings.Join(kept, " "), nil
+}
+
+// splitKeyValues splits a key=value DSN into its "key=value" fields,
+// keeping quoted values ('a b', with \' and \\ escapes) whole.
+func splitKeyValues(dsn string) []string {
+	var (
+		fields []string
+		cur    strings.Builder
+		quoted bool
+	)
+	flush := func() {
+		if f := strings.TrimSpace(cur.String()); f != "" {
+			fields = append(fields, f)
+		}
+		cur.Reset()
+	}
+	for i := 0; i < len(dsn); i++ {
+		c := dsn[i]
+		switch {
+		case quoted && c == '\\' && i+1 < len(dsn):
+			cur.WriteByte(c)
+			i++
+			cur.WriteByte(dsn[i])
+		case c == '\'':
+			quoted = !quoted
+			cur.WriteByte(c)
+		case !quoted && (c == ' ' || c == '\t' || c == '\n'):
+			// "key = value": spaces around "=" belong to the field.
+			rest := strings.TrimLeft(dsn[i:], " \t\n")
+			prev := strings.TrimRight(cur.String(), " \t\n")
+			if strings.HasPrefix(rest, "=") || strings.HasSuffix(prev, "=") {
+				cur.WriteByte(c)
+				continue
+			}
+			flush()
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	flush()
+	return fields
+}
+
+// apply sizes db's pool.
+func (p *poolSettings) apply(db *sql.DB) {
+	db.SetMaxOpenConns(p.maxConns)
+	db.SetMaxIdleConns(p.maxConns)
+	db.SetConnMaxIdleTime(p.maxIdleTime)
+	db.SetConnMaxLifetime(p.maxLifetime)
 }
 
 func sqlitePragmas() string {
@@ -117,6 +273,9 @@ func sqlitePragmas() string {
 // information and in a password query parameter, also when the DSN does
 // not parse as a URL.
 func redact(dsn string) string {
+	if isKeyValueDSN(dsn) {
+		return redactUnparsed(dsn)
+	}
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return redactUnparsed(dsn)

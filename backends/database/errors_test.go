@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -354,4 +355,156 @@ func TestMigrationSQLByHand(t *testing.T) {
 			t.Error("priority 101 passed the CHECK constraint")
 		}
 	})
+}
+
+// The pool size and lifetimes can be set in the DSN with pgxpool's
+// parameter names, on both dialects; a bad or unknown pool parameter is
+// ErrBadDSN.
+func TestOpenPoolSettings(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := dbtCtx(t)
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		wantDefault := 8
+		if dbtIsPostgres(dsn) {
+			wantDefault = 32
+		}
+		for _, c := range []struct {
+			params string
+			want   int
+		}{
+			{"", wantDefault},
+			{"pool_max_conns=5", 5},
+			{"pool_max_conns=3&pool_max_conn_idle_time=1m&pool_max_conn_lifetime=1h", 3},
+		} {
+			full := dsn
+			if c.params != "" {
+				full += sep + c.params
+			}
+			b, err := database.Open(ctx, full, database.WithAutoMigrate(true), database.WithName(dbtName(t)))
+			if err != nil {
+				t.Errorf("Open with %q: %v", c.params, err)
+				continue
+			}
+			if got := b.DB().DB.Stats().MaxOpenConnections; got != c.want {
+				t.Errorf("Open with %q: pool of %d, want %d", c.params, got, c.want)
+			}
+			// The connections work (the parameters were not sent to the
+			// server as settings).
+			if _, err := dbtEnqueueOn(ctx, b); err != nil {
+				t.Errorf("Open with %q: Enqueue: %v", c.params, err)
+			}
+			b.Close()
+		}
+		for _, bad := range []string{"pool_max_conns=0", "pool_max_conns=five", "pool_min_conns=2", "pool_max_conn_lifetime=forever"} {
+			b, err := database.Open(ctx, dsn+sep+bad, database.WithName(dbtName(t)))
+			if err == nil {
+				b.Close()
+				t.Errorf("Open with %q succeeded", bad)
+				continue
+			}
+			if !errors.Is(err, database.ErrBadDSN) {
+				t.Errorf("Open with %q = %v, want ErrBadDSN", bad, err)
+			}
+			dbtOneClearMessage(t, bad, err, strings.SplitN(bad, "=", 2)[0])
+		}
+	})
+}
+
+// libpq's key=value DSNs open PostgreSQL, pool parameters included.
+func TestOpenKeyValueDSN(t *testing.T) {
+	t.Parallel()
+	ctx := dbtCtx(t)
+	u, err := url.Parse(dbtest.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := []string{"host=" + u.Hostname(), "dbname=" + strings.TrimPrefix(u.Path, "/")}
+	if p := u.Port(); p != "" {
+		kv = append(kv, "port = "+p)
+	}
+	if u.User != nil {
+		kv = append(kv, "user='"+u.User.Username()+"'")
+		if pw, ok := u.User.Password(); ok {
+			kv = append(kv, "password='"+pw+"'")
+		}
+	}
+	for k, vs := range u.Query() {
+		kv = append(kv, k+"="+vs[0])
+	}
+	kv = append(kv, "pool_max_conns=4")
+	dsn := strings.Join(kv, " ")
+	b, err := database.Open(ctx, dsn, database.WithAutoMigrate(true), database.WithName(dbtName(t)))
+	if err != nil {
+		t.Fatalf("Open(%q): %v", dsn, err)
+	}
+	defer b.Close()
+	if b.Dialect() != database.Postgres {
+		t.Errorf("dialect %s, want postgres", b.Dialect())
+	}
+	if got := b.DB().DB.Stats().MaxOpenConnections; got != 4 {
+		t.Errorf("pool of %d, want 4", got)
+	}
+	if _, err := dbtEnqueueOn(ctx, b); err != nil {
+		t.Errorf("Enqueue: %v", err)
+	}
+	// A key=value DSN's password is masked in errors.
+	_, err = database.Open(ctx, "host=127.0.0.1 port=1 user=postgres password="+dbtSecret+" connect_timeout=2 pool_max_conns=x")
+	if !errors.Is(err, database.ErrBadDSN) {
+		t.Errorf("bad pool_max_conns in a key=value DSN: %v, want ErrBadDSN", err)
+	} else {
+		dbtOneClearMessage(t, "key=value DSN", err, "pool_max_conns")
+	}
+}
+
+// MigrationSQL applied by an outside tool records the migrations: the
+// backend then opens without migrating, PendingMigrations is empty and
+// Migrate does nothing.
+func TestMigrationSQLByHandIsRecorded(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := dbtCtx(t)
+		d, driver, conn := database.SQLite, "sqlite", "file:"+strings.TrimPrefix(dsn, "sqlite://")
+		if dbtIsPostgres(dsn) {
+			d, driver, conn = database.Postgres, "pgx", dsn
+		}
+		s, err := database.MigrationSQL(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db, err := sql.Open(driver, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, s); err != nil {
+			t.Fatalf("apply MigrationSQL(%s): %v", d, err)
+		}
+		b, err := database.Open(ctx, dsn, database.WithAutoMigrate(false), database.WithName(dbtName(t)))
+		if err != nil {
+			t.Fatalf("Open after applying the SQL by hand: %v", err)
+		}
+		defer b.Close()
+		pending, err := database.PendingMigrations(ctx, b.DB())
+		if err != nil || len(pending) != 0 {
+			t.Errorf("PendingMigrations = %v, %v; want none", pending, err)
+		}
+		applied, err := database.MigrateWithReport(ctx, b.DB())
+		if err != nil || len(applied) != 0 {
+			t.Errorf("Migrate after applying by hand: applied %v, %v; want nothing", applied, err)
+		}
+		dbtWantMigrationRows(t, b)
+		if _, err := dbtEnqueueOn(ctx, b); err != nil {
+			t.Errorf("Enqueue: %v", err)
+		}
+	})
+}
+
+// dbtEnqueueOn enqueues one dbtAdd on b, registered for the call.
+func dbtEnqueueOn(ctx context.Context, b *database.Backend) (*tasks.Result[dbtSum], error) {
+	defer tasks.RegisterBackend(b)()
+	return dbtAdd.Using(tasks.WithBackend(b.Name())).Enqueue(ctx, dbtArgs{})
 }

@@ -135,9 +135,12 @@ func lockMigrations(ctx context.Context, db *bun.DB, m *migrate.Migrator) (func(
 }
 
 // MigrationSQL returns the SQL of every embedded migration of dialect d, in
-// order, each preceded by a comment with its name, for review or for
-// applying by hand. (Applying by hand does not record the migrations in
-// gotasks_migrations; prefer Migrate or `dbworker migrate`.)
+// order, each preceded by a comment with its name, for review or for an
+// outside migration tool. The text also creates bun's bookkeeping tables
+// (gotasks_migrations, gotasks_migration_locks, as Migrate does) and records
+// each migration in gotasks_migrations after its statements, so that once
+// it is applied, Open, PendingMigrations and Migrate see the migrations as
+// applied. Apply it in one transaction where the tool can.
 func MigrationSQL(d Dialect) (string, error) {
 	dir := "migrations/" + string(d)
 	entries, err := fs.ReadDir(migrationFiles, dir)
@@ -152,6 +155,8 @@ func MigrationSQL(d Dialect) (string, error) {
 	}
 	sort.Strings(names)
 	var b strings.Builder
+	b.WriteString("-- bookkeeping of applied migrations (bun's migrator tables)\n")
+	b.WriteString(bookkeepingSQL[d])
 	for _, n := range names {
 		body, err := fs.ReadFile(migrationFiles, dir+"/"+n)
 		if err != nil {
@@ -159,9 +164,25 @@ func MigrationSQL(d Dialect) (string, error) {
 		}
 		fmt.Fprintf(&b, "-- migration %s\n", strings.TrimSuffix(n, ".up.sql"))
 		b.WriteString(strings.ReplaceAll(string(body), "--bun:split", ""))
-		b.WriteString("\n")
+		// bun records the version part of 20261101000001_name.
+		version, _, _ := strings.Cut(n, "_")
+		fmt.Fprintf(&b, "\n-- record the migration as applied\n"+
+			"INSERT INTO %[1]s (name, group_id)\n"+
+			"SELECT '%[2]s', m.g FROM (SELECT COALESCE(MAX(group_id), 0) + 1 AS g FROM %[1]s) AS m\n"+
+			"WHERE NOT EXISTS (SELECT 1 FROM %[1]s WHERE name = '%[2]s');\n", migrationsTable, version)
 	}
 	return b.String(), nil
+}
+
+// bookkeepingSQL creates bun's migrator tables as its Init does (the
+// statements bun generates for migrate.Migration and its lock row).
+var bookkeepingSQL = map[Dialect]string{
+	Postgres: `CREATE TABLE IF NOT EXISTS ` + migrationsTable + ` ("id" BIGSERIAL NOT NULL, "name" VARCHAR, "group_id" BIGINT, "migrated_at" TIMESTAMPTZ NOT NULL DEFAULT current_timestamp, PRIMARY KEY ("id"));
+CREATE TABLE IF NOT EXISTS ` + migrationLocksTable + ` ("id" BIGSERIAL NOT NULL, "table_name" VARCHAR, PRIMARY KEY ("id"), UNIQUE ("table_name"));
+`,
+	SQLite: `CREATE TABLE IF NOT EXISTS ` + migrationsTable + ` ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, "name" VARCHAR, "group_id" INTEGER, "migrated_at" TIMESTAMP NOT NULL DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS ` + migrationLocksTable + ` ("id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, "table_name" VARCHAR, UNIQUE ("table_name"));
+`,
 }
 
 // PendingMigrations returns the names of the embedded migrations not yet
