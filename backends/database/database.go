@@ -10,9 +10,14 @@
 //	defer b.Close()
 //	tasks.RegisterBackend(b)
 //
-// or from an existing *bun.DB with New. Inside RunInTx, Enqueue inserts in
-// the caller's transaction: the task exists if and only if the transaction
-// commits, and TaskEnqueued is sent after the commit.
+// or from an existing *bun.DB with New.
+//
+// To enqueue in the application's own transaction, pass it in the context:
+// task.Enqueue(database.WithTx(ctx, tx), args) for a bun.Tx (WithSQLTx for
+// a *sql.Tx, WithPgxTx for a pgx.Tx): the task exists if and only if that
+// transaction commits. TaskEnqueued is then sent at the insert, since the
+// backend cannot see the commit. Inside RunInTx, Enqueue inserts in
+// RunInTx's transaction and TaskEnqueued is sent after the commit.
 //
 // Flags: Defer, Priority, GetResult, Retry, Transact, Cancel, BulkEnqueue,
 // Repeat, Timeout.
