@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -124,7 +125,7 @@ func newTaskContext(rec *RawResult, cfg AttemptConfig, pol Policy, log *slog.Log
 	if rec.LastAttemptedAt != nil {
 		tc.AttemptStartedAt = *rec.LastAttemptedAt
 	}
-	tc.Logger = log.With(
+	tc.Logger = slog.New(&lazyHandler{base: log.Handler(), attrs: []slog.Attr{
 		slog.String("task", tc.TaskName),
 		slog.String("task_id", tc.ResultID),
 		slog.Int("attempt", tc.Attempt),
@@ -132,6 +133,37 @@ func newTaskContext(rec *RawResult, cfg AttemptConfig, pol Policy, log *slog.Log
 		slog.String("queue", tc.Queue),
 		slog.String("backend", tc.BackendName),
 		slog.String("worker_id", tc.WorkerID),
-	)
+	}})
 	return tc
 }
+
+// lazyHandler is base with attrs, added only when a record is handled: most
+// attempts log nothing at the usual levels, and adding attributes costs a
+// handler such as slog.JSONHandler a formatting of them all.
+type lazyHandler struct {
+	base  slog.Handler
+	attrs []slog.Attr
+	once  sync.Once
+	h     slog.Handler
+}
+
+func (l *lazyHandler) handler() slog.Handler {
+	l.once.Do(func() { l.h = l.base.WithAttrs(l.attrs) })
+	return l.h
+}
+
+// Enabled implements slog.Handler.
+func (l *lazyHandler) Enabled(ctx context.Context, level slog.Level) bool {
+	return l.base.Enabled(ctx, level)
+}
+
+// Handle implements slog.Handler.
+func (l *lazyHandler) Handle(ctx context.Context, r slog.Record) error {
+	return l.handler().Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (l *lazyHandler) WithAttrs(attrs []slog.Attr) slog.Handler { return l.handler().WithAttrs(attrs) }
+
+// WithGroup implements slog.Handler.
+func (l *lazyHandler) WithGroup(name string) slog.Handler { return l.handler().WithGroup(name) }
