@@ -348,8 +348,8 @@ func TestProcessStockWorker(t *testing.T) {
 	explanation := []string{
 		"dbworker: no tasks are compiled into this binary, so it has nothing to run; not starting.",
 		"Tasks are Go functions (tasks.Define) that must be\ncompiled into the worker",
-		`This binary can
-still apply and check the schema: "dbworker migrate", "dbworker check".`,
+		`This binary can still apply and check the
+schema: "dbworker migrate", "dbworker check".`,
 		`	package main
 
 	import (

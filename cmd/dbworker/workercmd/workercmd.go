@@ -61,18 +61,19 @@
 // # Tasks are compiled in
 //
 // Tasks are Go functions (tasks.Define): a worker runs only the tasks
-// compiled into its binary, and fails a claimed row whose task it does not
-// know as permanently FAILED (tasks.ErrUnknownTask). At start-up the worker
-// logs the names of the tasks it can run. A binary with no tasks at all, such
-// as the stock dbworker installed with
+// compiled into its binary. An attempt of a claimed row whose task it does
+// not know fails (tasks.ErrUnknownTask) and uses up an attempt; the task is
+// retried with backoff, and FAILED once its attempts are used up. At
+// start-up the worker logs the names of the tasks it can run. A binary with
+// no tasks at all, such as the stock dbworker installed with
 //
 //	go install github.com/gotasks/gotasks/cmd/dbworker@latest
 //
 // or an application's worker that forgot the blank import of its tasks
-// package, can only fail whatever it claims. So instead of running, the
-// worker prints to stderr that the binary contains no task code and how to
-// build a worker that does, and returns ExitUsage before it opens the
-// database (so it neither creates a SQLite file nor claims a task). The
+// package, can only fail the attempts of whatever it claims. So instead of
+// running, the worker prints to stderr that the binary contains no task code
+// and how to build a worker that does, and returns ExitUsage before it opens
+// the database (so it neither creates a SQLite file nor claims a task). The
 // sub-commands "migrate", "check" and "tasks" need no tasks and work in any
 // binary.
 package workercmd
@@ -590,8 +591,9 @@ func tasksLine(name string, names []string) string {
 const noTasksHelp = `This is the stock dbworker, or a worker built without importing the package
 that defines its tasks. Tasks are Go functions (tasks.Define) that must be
 compiled into the worker: they cannot be loaded at run time. A worker without
-them would claim your tasks and fail each one as unknown. This binary can
-still apply and check the schema: "NAME migrate", "NAME check".
+them would claim your tasks and fail their attempts as unknown, delaying them
+and using up their attempts. This binary can still apply and check the
+schema: "NAME migrate", "NAME check".
 
 Build your own worker: a main package that imports your tasks and hands over
 to package workercmd, the whole dbworker command as a library:
