@@ -326,3 +326,60 @@ func TestAppTxSQLiteFailsFastOutsideOwnTx(t *testing.T) {
 		}
 	})
 }
+
+// With tasks.TxHooks in the context too, TaskEnqueued of an enqueue in the
+// application's transaction waits for the hooks' Commit, and a rollback
+// sends none.
+func TestAppTxWithHooksSignalsAfterCommit(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := dbtCtx(t)
+		b := dbtOpen(t, dsn)
+		task := dbtAdd.Using(tasks.WithBackend(b.Name()))
+		enq := dbtRecord(t, signals.TaskEnqueued, b.Name())
+		visible := dbtVisibleOnEnqueue(t, b)
+		for _, commit := range []bool{false, true} {
+			tx, err := b.DB().DB.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hooks := tasks.NewTxHooks(nil)
+			txCtx := database.WithSQLTx(tasks.ContextWithTx(ctx, hooks), tx)
+			r, err := task.Enqueue(txCtx, dbtArgs{A: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.EnqueuedAt.IsZero() {
+				t.Error("a task inserted in the transaction has no enqueue time")
+			}
+			if n := enq.count(); n != 0 {
+				t.Errorf("commit=%v: %d TaskEnqueued before the commit, want 0", commit, n)
+			}
+			if commit {
+				if err := tx.Commit(); err != nil {
+					t.Fatal(err)
+				}
+				if err := hooks.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff([]string{r.ID}, enq.all()); diff != "" {
+					t.Errorf("TaskEnqueued after the commit (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(map[string]bool{r.ID: true}, visible()); diff != "" {
+					t.Errorf("visible when TaskEnqueued was sent (-want +got):\n%s", diff)
+				}
+			} else {
+				if err := tx.Rollback(); err != nil {
+					t.Fatal(err)
+				}
+				hooks.Rollback()
+				if n := enq.count(); n != 0 {
+					t.Errorf("%d TaskEnqueued after the rollback, want 0", n)
+				}
+				if _, err := b.GetResult(ctx, r.ID); !errors.Is(err, tasks.ErrResultNotFound) {
+					t.Errorf("GetResult after the rollback: %v, want ErrResultNotFound", err)
+				}
+			}
+		}
+	})
+}
