@@ -47,10 +47,15 @@ func newExecutor(b *Backend, cfg WorkerConfig, log *slog.Logger, t *tally, outco
 		slots: make(chan struct{}, cfg.Concurrency),
 	}
 	e.taskCtx, e.cancelTasks = context.WithCancel(context.Background())
-	// The task's logger is the worker's; its follow-ups go to b; a failed
-	// attempt under a hard stop is handed back.
+	// The task's logger is the worker's configured one (RunAttempt adds the
+	// worker id and backend with the task's attributes); its follow-ups go
+	// to b; a failed attempt under a hard stop is handed back.
+	taskLog := cfg.Logger
+	if taskLog == nil {
+		taskLog = log
+	}
 	e.attemptCfg = tasks.AttemptConfig{Backend: &b.BackendConfig, Retries: true, MaxRunTime: cfg.MaxRunTime, Now: now,
-		Logger: log, Running: b, HandBack: func() bool { return e.hardStopped.Load() && e.taskCtx.Err() != nil }}
+		Logger: taskLog, Running: b, HandBack: func() bool { return e.hardStopped.Load() && e.taskCtx.Err() != nil }}
 	return e
 }
 
