@@ -119,8 +119,9 @@ func (c AttemptConfig) ResolvePolicy(rec *RawResult) Policy {
 type Attempt struct {
 	// Number is the attempt's 1-based number (rec.Attempts when it ran).
 	Number int
-	// Status is SUCCESSFUL, READY (a retry is scheduled at RunAfter) or
-	// FAILED (no attempt left, or a failure that retrying cannot fix).
+	// Status is SUCCESSFUL, READY (a retry is scheduled at RunAfter; or
+	// Snoozed, or HandedBack) or FAILED (no attempt left, or a failure that
+	// retrying cannot fix).
 	Status Status
 	// Value is the JSON return value of a successful attempt.
 	Value json.RawMessage
@@ -128,7 +129,8 @@ type Attempt struct {
 	// panic is a *PanicError, a misbehaving error value a *BadErrorValue,
 	// runtime.Goexit an ErrGoexit.
 	Err error
-	// Record is Err as stored in the result's error list; nil on success.
+	// Record is Err as stored in the result's error list; nil on success
+	// and when the attempt is not counted (Snoozed, HandedBack).
 	Record *TaskError
 	// RunAfter is when the retry (or the snoozed task) is due (Status
 	// READY).
