@@ -337,7 +337,8 @@ func submit(ctx context.Context, b Backend, onCommit *bool, reqs []*EnqueueReque
 const logBatchLines = 10
 
 // logEnqueued logs enqueued (or deferred) results at DEBUG on the backend's
-// logger (its BackendLogger method, when it has one; else slog.Default),
+// logger (its BackendLogger method, when it has one, as the database
+// backend; else its Logger method, as BackendConfig's; else slog.Default),
 // with the
 // result id, task, queue and backend; mode says "deferred to commit" or
 // "in transaction" when it applies.
@@ -345,6 +346,8 @@ func logEnqueued(ctx context.Context, b Backend, rs []*RawResult, mode string) {
 	l := slog.Default()
 	if lb, ok := b.(interface{ BackendLogger() *slog.Logger }); ok && lb.BackendLogger() != nil {
 		l = lb.BackendLogger()
+	} else if lb, ok := b.(interface{ Logger() *slog.Logger }); ok && lb.Logger() != nil {
+		l = lb.Logger() // BackendConfig.Logger: dummy, immediate
 	}
 	if len(rs) == 0 || !l.Enabled(ctx, slog.LevelDebug) {
 		return

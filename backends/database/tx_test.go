@@ -3,6 +3,7 @@ package database_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -512,4 +513,54 @@ func TestDeferredHandleHasNoEnqueueTime(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The core logs the enqueues of every backend on the backend's logger: a
+// dummy backend's deferred enqueue logs "deferred to commit", then the
+// enqueue at the commit; nothing after a rollback.
+func TestEnqueueLogsOtherBackends(t *testing.T) {
+	t.Parallel()
+	logs := &dbtLogCapture{}
+	d := dummy.New(tasks.WithName(dbtName(t)), tasks.WithLogger(slog.New(logs)))
+	t.Cleanup(tasks.RegisterBackend(d))
+	task := dbtAdd.Using(tasks.WithBackend(d.Name()))
+	line := func(msg, id, mode string) map[string]string {
+		m := map[string]string{"level": "DEBUG", "msg": msg, "id": id, "task": dbtAdd.Name(),
+			"queue": tasks.DefaultQueue, "backend": d.Name()}
+		if mode != "" {
+			m["mode"] = mode
+		}
+		return m
+	}
+	ctx := dbtCtx(t)
+	r, err := task.Enqueue(ctx, dbtArgs{A: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]map[string]string{line("gotasks: task enqueued", r.ID, "")}, logs.take("gotasks: task enqueued")); diff != "" {
+		t.Errorf("Enqueue's log (-want +got):\n%s", diff)
+	}
+	for _, commit := range []bool{false, true} {
+		h := tasks.NewTxHooks(nil)
+		r, err := task.Enqueue(tasks.ContextWithTx(ctx, h), dbtArgs{A: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]map[string]string{line("gotasks: task deferred to commit", r.ID, "deferred to commit")},
+			logs.take("gotasks: task deferred to commit")); diff != "" {
+			t.Errorf("commit=%v: deferred enqueue's log (-want +got):\n%s", commit, diff)
+		}
+		var want []map[string]string
+		if commit {
+			if err := h.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			want = []map[string]string{line("gotasks: task enqueued", r.ID, "")}
+		} else {
+			h.Rollback()
+		}
+		if diff := cmp.Diff(want, logs.take("gotasks: task enqueued")); diff != "" {
+			t.Errorf("commit=%v: log after the transaction (-want +got):\n%s", commit, diff)
+		}
+	}
 }
