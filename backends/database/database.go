@@ -73,6 +73,7 @@ type Backend struct {
 	order startOrder // TaskStarted after the signals that precede it
 
 	closeOnce sync.Once
+	unmark    func() // ends tasks.MarkBackendOpen at Close
 }
 
 var (
@@ -170,6 +171,9 @@ func newBackend(ctx context.Context, db *bun.DB, own bool, opts []Option) (*Back
 	if err := b.checkSchema(ctx); err != nil {
 		return nil, err
 	}
+	// While the backend is open, enqueueing to the implicit inline
+	// "default" is most likely a forgotten RegisterBackend: tasks warns.
+	b.unmark = tasks.MarkBackendOpen(b.Name())
 	return b, nil
 }
 
@@ -188,6 +192,9 @@ func (b *Backend) Dialect() Dialect { return b.dialect }
 func (b *Backend) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
+		if b.unmark != nil {
+			b.unmark()
+		}
 		b.hub.close()
 		b.store.close()
 		if b.ownDB {
