@@ -415,7 +415,10 @@ func TestSignals(t *testing.T) {
 			rs := enqueueSleeps(t, b, 1, 60_000)
 			sig := make(chan os.Signal, 2)
 			var stdout, stderr syncBuffer
-			wait := runAsync(t, sig, &stdout, &stderr, workerArgs(b, dsn, "--duration", "200ms")...)
+			// The duration leaves the worker time to claim the task even on a
+			// loaded machine (with 200 ms it sometimes had not yet).
+			wait := runAsync(t, sig, &stdout, &stderr, workerArgs(b, dsn, "--duration", "2s")...)
+			waitUntil(t, 10*time.Second, "the task to start", func() bool { return running(t, b) == 1 })
 			waitUntil(t, 10*time.Second, "the duration to elapse", func() bool {
 				return strings.Contains(stderr.String(), "duration elapsed")
 			})
