@@ -27,7 +27,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -35,6 +34,7 @@ import (
 	"time"
 
 	"github.com/gotasks/gotasks/backends/database"
+	"github.com/gotasks/gotasks/internal/cliflags"
 	"github.com/gotasks/gotasks/tasks"
 )
 
@@ -110,7 +110,7 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.BoolVar(&o.dryRun, "dry-run", false, "count what would be deleted; delete nothing")
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, usageText)
-		printFlags(w, fs)
+		cliflags.PrintFlags(w, fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -352,26 +352,4 @@ func parseAge(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q: must be more than 0", s)
 	}
 	return d, nil
-}
-
-// printFlags is flag.PrintDefaults with the --flag style that the usage
-// text and the docs use, as dbworker's does (both styles are accepted).
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	fs.VisitAll(func(f *flag.Flag) {
-		arg, usage := flag.UnquoteUsage(f)
-		var b strings.Builder
-		b.WriteString("  --" + f.Name)
-		if arg != "" {
-			b.WriteString(" " + arg)
-		}
-		b.WriteString("\n    \t")
-		b.WriteString(strings.ReplaceAll(usage, "\n", "\n    \t"))
-		if d := f.DefValue; d != "" && d != "0" && d != "0s" && d != "false" {
-			if reflect.TypeOf(f.Value).String() == "*flag.stringValue" {
-				d = fmt.Sprintf("%q", d)
-			}
-			fmt.Fprintf(&b, " (default %s)", d)
-		}
-		fmt.Fprintln(w, b.String())
-	})
 }

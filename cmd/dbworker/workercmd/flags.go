@@ -7,10 +7,9 @@ import (
 	"log"
 	"log/slog"
 	"os"
-	"reflect"
-	"strings"
 
 	"github.com/gotasks/gotasks/backends/database"
+	"github.com/gotasks/gotasks/internal/cliflags"
 	"github.com/gotasks/gotasks/tasks"
 )
 
@@ -72,29 +71,7 @@ func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
-		printFlags(stderr, fs)
+		cliflags.PrintFlags(stderr, fs)
 	}
 	return fs
-}
-
-// printFlags is flag.PrintDefaults with the --flag style that the usage
-// texts and the docs use (both styles are accepted).
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	fs.VisitAll(func(f *flag.Flag) {
-		arg, usage := flag.UnquoteUsage(f)
-		var b strings.Builder
-		b.WriteString("  --" + f.Name)
-		if arg != "" {
-			b.WriteString(" " + arg)
-		}
-		b.WriteString("\n    \t")
-		b.WriteString(strings.ReplaceAll(usage, "\n", "\n    \t"))
-		if d := f.DefValue; d != "" && d != "0" && d != "0s" && d != "false" {
-			if reflect.TypeOf(f.Value).String() == "*flag.stringValue" {
-				d = fmt.Sprintf("%q", d)
-			}
-			fmt.Fprintf(&b, " (default %s)", d)
-		}
-		fmt.Fprintln(w, b.String())
-	})
 }

@@ -96,6 +96,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/gotasks/gotasks/backends/database"
+	"github.com/gotasks/gotasks/internal/cliflags"
 	"github.com/gotasks/gotasks/tasks"
 )
 
@@ -222,7 +223,7 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 	fs := newFlagSet(name, named(workerUsage, name), stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, named(workerUsage, name))
-		printFlags(stderr, fs)
+		cliflags.PrintFlags(stderr, fs)
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, tasksLine(name, taskNames()))
 	}
