@@ -329,27 +329,12 @@ func TestMigrationSQLByHand(t *testing.T) {
 	t.Parallel()
 	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
 		ctx := dbtCtx(t)
-		d, driver, conn := database.SQLite, "sqlite", "file:"+strings.TrimPrefix(dsn, "sqlite://")
-		if dbtIsPostgres(dsn) {
-			d, driver, conn = database.Postgres, "pgx", dsn
-		}
-		s, err := database.MigrationSQL(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		db, err := sql.Open(driver, conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			t.Fatalf("apply MigrationSQL(%s): %v", d, err)
-		}
+		db := applyMigrationSQLByHand(t, ctx, dsn)
 		var n int
 		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM gotasks_task`).Scan(&n); err != nil || n != 0 {
 			t.Errorf("gotasks_task after applying by hand: %d rows, %v", n, err)
 		}
-		_, err = db.ExecContext(ctx, `INSERT INTO gotasks_task (id, task_name, status, args, priority, run_after, enqueued_at)
+		_, err := db.ExecContext(ctx, `INSERT INTO gotasks_task (id, task_name, status, args, priority, run_after, enqueued_at)
 			VALUES ('x', 'y', 'READY', '{}', 101, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`)
 		if err == nil {
 			t.Error("priority 101 passed the CHECK constraint")
@@ -467,22 +452,7 @@ func TestMigrationSQLByHandIsRecorded(t *testing.T) {
 	t.Parallel()
 	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
 		ctx := dbtCtx(t)
-		d, driver, conn := database.SQLite, "sqlite", "file:"+strings.TrimPrefix(dsn, "sqlite://")
-		if dbtIsPostgres(dsn) {
-			d, driver, conn = database.Postgres, "pgx", dsn
-		}
-		s, err := database.MigrationSQL(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		db, err := sql.Open(driver, conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			t.Fatalf("apply MigrationSQL(%s): %v", d, err)
-		}
+		applyMigrationSQLByHand(t, ctx, dsn)
 		b, err := database.Open(ctx, dsn, database.WithAutoMigrate(false), database.WithName(dbtName(t)))
 		if err != nil {
 			t.Fatalf("Open after applying the SQL by hand: %v", err)
@@ -507,4 +477,28 @@ func TestMigrationSQLByHandIsRecorded(t *testing.T) {
 func dbtEnqueueOn(ctx context.Context, b *database.Backend) (*tasks.Result[dbtSum], error) {
 	defer tasks.RegisterBackend(b)()
 	return dbtAdd.Using(tasks.WithBackend(b.Name())).Enqueue(ctx, dbtArgs{})
+}
+
+// applyMigrationSQLByHand applies the text of MigrationSQL to the fresh
+// database of dsn through a plain database/sql connection, as an outside
+// migration tool would, and returns that connection (closed at cleanup).
+func applyMigrationSQLByHand(t *testing.T, ctx context.Context, dsn string) *sql.DB {
+	t.Helper()
+	d, driver, conn := database.SQLite, "sqlite", "file:"+strings.TrimPrefix(dsn, "sqlite://")
+	if dbtIsPostgres(dsn) {
+		d, driver, conn = database.Postgres, "pgx", dsn
+	}
+	s, err := database.MigrationSQL(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open(driver, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.ExecContext(ctx, s); err != nil {
+		t.Fatalf("apply MigrationSQL(%s): %v", d, err)
+	}
+	return db
 }

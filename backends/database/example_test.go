@@ -142,3 +142,51 @@ func ExampleRunInTx() {
 	// rooms: 1 tasks: 1
 	// area of kitchen READY
 }
+
+// Enqueue inside a transaction the application already holds (here bun's
+// own RunInTx; a *sql.Tx goes through WithSQLTx, a pgx.Tx through
+// WithPgxTx): the task is committed or rolled back with the application's
+// rows.
+func ExampleWithTx() {
+	ctx := context.Background()
+	dsn, cleanup := exampleDB()
+	defer cleanup()
+
+	b, err := database.Open(ctx, dsn, database.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer b.Close()
+	defer tasks.RegisterBackend(b)()
+	db := b.DB() // the application's *bun.DB (same database as the backend)
+	if _, err := db.ExecContext(ctx, `CREATE TABLE rooms (name TEXT PRIMARY KEY, w INTEGER, h INTEGER)`); err != nil {
+		log.Fatal(err)
+	}
+
+	addRoom := func(name string, r exampleRect, fail bool) error {
+		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := tx.NewRaw(`INSERT INTO rooms (name, w, h) VALUES (?, ?, ?)`, name, r.W, r.H).Exec(ctx); err != nil {
+				return err
+			}
+			if _, err := exampleArea.Enqueue(database.WithTx(ctx, tx), r); err != nil {
+				return err
+			}
+			if fail {
+				return errors.New("card declined")
+			}
+			return nil
+		})
+	}
+	fmt.Println("kitchen:", addRoom("kitchen", exampleRect{W: 3, H: 4}, false))
+	fmt.Println("hall:", addRoom("hall", exampleRect{W: 2, H: 5}, true))
+
+	queued, err := b.List(ctx, database.Filter{TaskName: exampleArea.Name()})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("tasks:", len(queued))
+	// Output:
+	// kitchen: <nil>
+	// hall: card declined
+	// tasks: 1
+}
