@@ -85,9 +85,16 @@ func (c AttemptConfig) now() time.Time {
 // timeout, else the task definition's, else the backend's defaults; the
 // timeout capped by MaxRunTime; the definition's backoff, else the backend's.
 func (c AttemptConfig) ResolvePolicy(rec *RawResult) Policy {
+	r, _ := Lookup(rec.TaskName)
+	return c.policy(rec, r)
+}
+
+// policy is ResolvePolicy with the task's definition r already looked up
+// (nil when the name is not registered).
+func (c AttemptConfig) policy(rec *RawResult, r Runner) Policy {
 	p := Policy{MaxAttempts: rec.MaxAttempts, Timeout: rec.Timeout, Retries: c.Retries}
 	var def TaskDefaults
-	if r, ok := Lookup(rec.TaskName); ok {
+	if r != nil {
 		def = r.Defaults()
 	}
 	if p.MaxAttempts <= 0 {
@@ -204,7 +211,8 @@ func (e *BadErrorValue) Error() string {
 // attempt (storing it, the TaskFinished signal, giving back a slot) in
 // finish.
 func RunAttempt(ctx context.Context, rec *RawResult, cfg AttemptConfig, finish func(Attempt)) {
-	pol := cfg.ResolvePolicy(rec)
+	r, _ := Lookup(rec.TaskName) // one registry look-up per attempt
+	pol := cfg.policy(rec, r)
 	tc := newTaskContext(rec, cfg, pol, cfg.logger())
 	number := rec.Attempts
 	start := time.Now()
@@ -221,7 +229,7 @@ func RunAttempt(ctx context.Context, rec *RawResult, cfg AttemptConfig, finish f
 			done(nil, ErrGoexit)
 		}
 	}()
-	out, err := execute(context.WithValue(ctx, taskContextKey{}, tc), rec, pol.Timeout)
+	out, err := execute(context.WithValue(ctx, taskContextKey{}, tc), rec, r, pol.Timeout)
 	returned = true
 	done(out, err)
 }
@@ -327,11 +335,11 @@ func classify(number int, pol Policy, out json.RawMessage, err error, end time.T
 	return a
 }
 
-// execute runs the function of rec with timeout applied. The returned error
+// execute runs the function of rec (r, its registered definition; nil when
+// the name is unknown) with timeout applied. The returned error
 // is safe to use: never a panic, never a typed nil.
-func execute(ctx context.Context, rec *RawResult, timeout time.Duration) (json.RawMessage, error) {
-	r, ok := Lookup(rec.TaskName)
-	if !ok {
+func execute(ctx context.Context, rec *RawResult, r Runner, timeout time.Duration) (json.RawMessage, error) {
+	if r == nil {
 		return nil, &UnknownTaskError{Name: rec.TaskName, Binary: binaryName()}
 	}
 	runCtx := ctx

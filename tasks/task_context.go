@@ -125,15 +125,7 @@ func newTaskContext(rec *RawResult, cfg AttemptConfig, pol Policy, log *slog.Log
 	if rec.LastAttemptedAt != nil {
 		tc.AttemptStartedAt = *rec.LastAttemptedAt
 	}
-	tc.Logger = slog.New(&lazyHandler{base: log.Handler(), attrs: []slog.Attr{
-		slog.String("task", tc.TaskName),
-		slog.String("task_id", tc.ResultID),
-		slog.Int("attempt", tc.Attempt),
-		slog.Int("max_attempts", tc.MaxAttempts),
-		slog.String("queue", tc.Queue),
-		slog.String("backend", tc.BackendName),
-		slog.String("worker_id", tc.WorkerID),
-	}})
+	tc.Logger = slog.New(&lazyHandler{base: log.Handler(), tc: tc})
 	return tc
 }
 
@@ -141,14 +133,25 @@ func newTaskContext(rec *RawResult, cfg AttemptConfig, pol Policy, log *slog.Log
 // attempts log nothing at the usual levels, and adding attributes costs a
 // handler such as slog.JSONHandler a formatting of them all.
 type lazyHandler struct {
-	base  slog.Handler
-	attrs []slog.Attr
-	once  sync.Once
-	h     slog.Handler
+	base slog.Handler
+	tc   *TaskContext // its attributes; read-only once the attempt starts
+	once sync.Once
+	h    slog.Handler
 }
 
 func (l *lazyHandler) handler() slog.Handler {
-	l.once.Do(func() { l.h = l.base.WithAttrs(l.attrs) })
+	l.once.Do(func() {
+		tc := l.tc
+		l.h = l.base.WithAttrs([]slog.Attr{
+			slog.String("task", tc.TaskName),
+			slog.String("task_id", tc.ResultID),
+			slog.Int("attempt", tc.Attempt),
+			slog.Int("max_attempts", tc.MaxAttempts),
+			slog.String("queue", tc.Queue),
+			slog.String("backend", tc.BackendName),
+			slog.String("worker_id", tc.WorkerID),
+		})
+	})
 	return l.h
 }
 
