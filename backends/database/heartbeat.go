@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -54,12 +55,15 @@ func (h *heartbeat) Start(ctx context.Context) error {
 	return nil
 }
 
-// beat refreshes the lease of the held tasks once.
+// beat refreshes the lease of the held tasks once, and the worker's row
+// in gotasks_worker (which operators see as the worker's last heartbeat).
 func (h *heartbeat) beat(ctx context.Context) error {
-	if h.t.pending() == 0 {
-		return nil
+	held := h.t.pending()
+	err := h.b.touchWorker(ctx, h.workerID, int(held))
+	if held == 0 {
+		return err
 	}
-	return h.b.heartbeat(ctx, h.workerID, h.t.heldIDs())
+	return errors.Join(h.b.heartbeat(ctx, h.workerID, h.t.heldIDs()), err)
 }
 
 // report logs the outcome of one refresh at time at: WARN for a failure

@@ -50,6 +50,9 @@ func (r *rescuer) Start(ctx context.Context) error {
 			if _, err := r.rescueExpired(ctx); err != nil && ctx.Err() == nil {
 				r.log.Warn("gotasks: rescue failed", "err", err)
 			}
+			if err := r.forgetVanished(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("gotasks: pruning the rows of vanished workers failed", "err", err)
+			}
 		}
 	}()
 	return nil
@@ -65,6 +68,19 @@ func (r *rescuer) rescueExpired(ctx context.Context) ([]*row, error) {
 			"status", x.Status, "attempts", x.Attempts)
 	}
 	return rows, err
+}
+
+// forgetVanished deletes the gotasks_worker rows of workers whose heartbeat
+// is older than the rescue delay: the workers whose tasks rescueExpired
+// puts back.
+func (r *rescuer) forgetVanished(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, rescueTimeout)
+	defer cancel()
+	n, err := r.b.pruneWorkers(rctx, now().Add(-r.rescueAfter))
+	if n > 0 {
+		r.log.Info("gotasks: forgot vanished workers", "workers", n)
+	}
+	return err
 }
 
 // rescueOrphans rescues the tasks still RUNNING under this worker's own id:

@@ -87,6 +87,52 @@ type store interface {
 	// pruneCount counts by status the rows pruneBatch would delete.
 	pruneCount(ctx context.Context, q querier, ph prunePhase, queues []string) (PruneReport, error)
 
+	// The admin API's statements (admin_*.go); the shared ones are
+	// adminStatements (store_admin.go).
+
+	// adminList returns one page of ListTasks: the rows matching p after
+	// the cursor (nil: from the start), at most limit.
+	adminList(ctx context.Context, q querier, p ListParams, after *cursor, limit int) ([]*row, error)
+	// adminSelectIDs returns, in id order, at most limit ids after the id
+	// after of the tasks matching f whose status is one of only.
+	adminSelectIDs(ctx context.Context, q querier, f TaskFilter, only []tasks.Status, after string, limit int) ([]string, error)
+	// queueCounts counts the tasks by queue and status.
+	queueCounts(ctx context.Context, q querier) (map[string]map[tasks.Status]int64, error)
+	// oldestDue returns per queue the run-after time of the oldest READY
+	// task due at at.
+	oldestDue(ctx context.Context, q querier, at time.Time) (map[string]time.Time, error)
+	// finishedPerMinute counts the tasks finished since since, by minute
+	// and status.
+	finishedPerMinute(ctx context.Context, q querier, since time.Time) ([]minuteStatus, error)
+	// queueNames lists the distinct queues of the tasks.
+	queueNames(ctx context.Context, q querier) ([]string, error)
+	// queueStates lists the queues with a pause row (paused or resumed).
+	queueStates(ctx context.Context, q querier) ([]QueueInfo, error)
+	// setPaused pauses queue at at, or resumes it (at nil) and wakes idle
+	// workers where the store has featNotify.
+	setPaused(ctx context.Context, q querier, queue string, at *time.Time) error
+	// retry makes the FAILED and CANCELLED tasks among ids READY, due at
+	// at (see RetryTask), wakes idle workers (featNotify), and returns the
+	// ids it retried.
+	retry(ctx context.Context, q querier, ids []string, at time.Time) ([]string, error)
+	// cancelMany cancels the READY tasks among ids, finished at at, and
+	// returns the ids it cancelled.
+	cancelMany(ctx context.Context, q querier, ids []string, at time.Time) ([]string, error)
+	// deleteFinished deletes the finished tasks among ids and returns the
+	// ids it deleted.
+	deleteFinished(ctx context.Context, q querier, ids []string) ([]string, error)
+	// registerWorker inserts (or replaces) the row of a starting worker.
+	registerWorker(ctx context.Context, q querier, w WorkerInfo) error
+	// touchWorker refreshes a worker's heartbeat time and running count.
+	touchWorker(ctx context.Context, q querier, id string, at time.Time, running int) error
+	// unregisterWorker deletes a stopping worker's row.
+	unregisterWorker(ctx context.Context, q querier, id string) error
+	// pruneWorkers deletes the rows of workers whose heartbeat is older
+	// than cutoff and returns how many.
+	pruneWorkers(ctx context.Context, q querier, cutoff time.Time) (int64, error)
+	// workers lists the registered workers.
+	workers(ctx context.Context, q querier) ([]WorkerInfo, error)
+
 	// appliedMigrations returns the names of the migrations recorded as
 	// applied (an error classified as schemaMissing when none ever was).
 	appliedMigrations(ctx context.Context, q querier) ([]string, error)

@@ -16,6 +16,7 @@ import (
 // holds the worker's statements; store_postgres_tasks.go the others.
 type pgStore struct {
 	storeConfig
+	adminStatements
 	feats feature
 }
 
@@ -24,7 +25,8 @@ type pgStore struct {
 const pgFeatures = featNotify | featPlanGenerations | featAdvisoryLock
 
 func newPGStore(cfg storeConfig) *pgStore {
-	s := &pgStore{storeConfig: cfg, feats: pgFeatures}
+	s := &pgStore{storeConfig: cfg, feats: pgFeatures,
+		adminStatements: adminStatements{forms: pgForms, backendName: cfg.backend}}
 	if cfg.pgx {
 		s.feats |= featCopy | featListen
 	}
@@ -78,7 +80,7 @@ func (s *pgStore) claimQuery(include, exclude []string) string {
 	}
 	return `WITH picked AS MATERIALIZED (
 	SELECT id FROM gotasks_task
-	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + `
+	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + pausedFilter + `
 	ORDER BY priority DESC, run_after, enqueued_at
 	LIMIT $3
 	FOR UPDATE SKIP LOCKED)

@@ -20,6 +20,7 @@ import (
 // through a cache of prepared statements (stmts).
 type sqliteStore struct {
 	storeConfig
+	adminStatements
 	stmts stmtCache
 }
 
@@ -27,7 +28,7 @@ type sqliteStore struct {
 const sqliteFeatures = featSingleWriter | featTextTimes | featEmbedded
 
 func newSQLiteStore(cfg storeConfig) *sqliteStore {
-	s := &sqliteStore{storeConfig: cfg}
+	s := &sqliteStore{storeConfig: cfg, adminStatements: adminStatements{forms: sqliteForms, backendName: cfg.backend}}
 	s.stmts.db = cfg.db
 	return s
 }
@@ -73,7 +74,7 @@ func (s *sqliteStore) claimQuery(include, exclude []string) string {
 	worker_ids = json_insert(CASE WHEN json_valid(worker_ids) THEN worker_ids ELSE '[]' END, '$[#]', $4)
 WHERE id IN (
 	SELECT id FROM gotasks_task
-	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + `
+	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + pausedFilter + `
 	ORDER BY priority DESC, run_after, enqueued_at
 	LIMIT $3)
 RETURNING ` + resultColumns

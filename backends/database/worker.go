@@ -149,10 +149,14 @@ func (w *Worker) Start(ctx context.Context) error {
 	if _, err := w.rescuer.rescueExpired(ctx); err != nil {
 		w.log.Warn("gotasks: rescue failed", "err", err)
 	}
+	// Operators see the worker (Backend.Workers) from now until it stops.
+	w.startedAt = time.Now()
+	if err := w.b.registerWorker(ctx, workerRow(w.cfg, w.startedAt)); err != nil {
+		w.log.Warn("gotasks: could not register the worker in gotasks_worker; it runs, but operators will not see it", "err", err)
+	}
 	// While the worker runs, a use of the implicit inline default in this
 	// process is logged as the likely mistake it is (tasks.GetBackend).
 	w.unmark = tasks.MarkBackendOpen(w.b.Name())
-	w.startedAt = time.Now()
 	w.fetcher.startedAt, w.completer.startedAt = w.startedAt, w.startedAt
 	w.started.Store(true)
 	// The services run until stopped, not until ctx ends.
@@ -263,6 +267,11 @@ func (w *Worker) finish(ctx context.Context, stopErr error) error {
 	w.bgCancel()
 	w.bgDone.Wait()
 	w.exec.cancelTasks()
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if err := w.b.unregisterWorker(uctx, w.cfg.WorkerID); err != nil {
+		w.log.Warn("gotasks: could not delete the worker's row in gotasks_worker; another worker's rescuer will", "err", err)
+	}
+	cancel()
 	w.unmark()
 	w.stopErr = stopErr
 	w.log.Info("gotasks: worker stopped", "processed", w.t.processed.Load(), "hard", w.exec.hardStopped.Load(),

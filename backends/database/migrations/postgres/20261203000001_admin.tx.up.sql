@@ -1,0 +1,45 @@
+-- The admin API (issue 14): live workers, paused queues, and the indexes that
+-- keep the operator's list and overview fast over millions of finished rows.
+
+-- Each worker registers itself here when it starts, refreshes heartbeat_at and
+-- running with every heartbeat, and deletes its row when it stops; a row whose
+-- heartbeat is older than the rescue delay is a worker that vanished, and the
+-- rescuer of any worker deletes it.
+CREATE TABLE gotasks_worker (
+    id           varchar(255) COLLATE "C" PRIMARY KEY,
+    backend      varchar(64)  COLLATE "C" NOT NULL,
+    host         varchar(255) NOT NULL DEFAULT '',
+    pid          integer      NOT NULL DEFAULT 0,
+    queues       jsonb        NOT NULL DEFAULT '[]',
+    concurrency  integer      NOT NULL DEFAULT 0,
+    started_at   timestamptz  NOT NULL,
+    heartbeat_at timestamptz  NOT NULL,
+    running      integer      NOT NULL DEFAULT 0
+);
+
+--bun:split
+
+-- A row per paused (or once paused) queue; workers do not claim from a queue
+-- whose paused_at is set.
+CREATE TABLE gotasks_queue (
+    backend   varchar(64) COLLATE "C" NOT NULL,
+    name      varchar(64) COLLATE "C" NOT NULL,
+    paused_at timestamptz,
+    PRIMARY KEY (backend, name)
+);
+
+--bun:split
+
+-- Lists by status, newest or oldest first (ids are UUIDv7: time-ordered).
+CREATE INDEX gotasks_task_status_idx ON gotasks_task (backend, status, id);
+
+--bun:split
+
+-- The overview's counts by queue and status (an index-only scan), and lists
+-- by queue.
+CREATE INDEX gotasks_task_queue_idx ON gotasks_task (backend, queue, status);
+
+--bun:split
+
+-- Lists by task name.
+CREATE INDEX gotasks_task_name_idx ON gotasks_task (backend, task_name, id);
