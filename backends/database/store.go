@@ -96,8 +96,9 @@ type store interface {
 	// adminSelectIDs returns, in id order, at most limit ids after the id
 	// after of the tasks matching f whose status is one of only.
 	adminSelectIDs(ctx context.Context, q querier, f TaskFilter, only []tasks.Status, after string, limit int) ([]string, error)
-	// queueCounts counts the tasks by queue and status.
-	queueCounts(ctx context.Context, q querier) (map[string]map[tasks.Status]int64, error)
+	// queueCounts counts the tasks by queue and status, of one queue
+	// (or of every queue when queue is "").
+	queueCounts(ctx context.Context, q querier, queue string) (map[string]map[tasks.Status]int64, error)
 	// oldestDue returns per queue the run-after time of the oldest READY
 	// task due at at.
 	oldestDue(ctx context.Context, q querier, at time.Time) (map[string]time.Time, error)
@@ -186,6 +187,10 @@ const (
 	// featEmbedded: an embedded database file: opened from a DSN, it
 	// migrates itself unless told otherwise.
 	featEmbedded
+	// featSerialScans: a statement runs on one thread of the process, and
+	// several connections read at once (WAL): a large count is split over
+	// connections to use more cores (Stats).
+	featSerialScans
 )
 
 // has reports whether every feature of want is in f.

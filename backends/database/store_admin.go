@@ -31,8 +31,12 @@ func (a adminStatements) adminSelectIDs(ctx context.Context, q querier, f TaskFi
 	return queryIDs(ctx, q, query, args...)
 }
 
-func (a adminStatements) queueCounts(ctx context.Context, q querier) (map[string]map[tasks.Status]int64, error) {
-	rows, err := q.QueryContext(ctx, queueCountsSQL, a.backendName())
+func (a adminStatements) queueCounts(ctx context.Context, q querier, queue string) (map[string]map[tasks.Status]int64, error) {
+	query, args := queueCountsSQL, []any{a.backendName()}
+	if queue != "" {
+		query, args = queueCountsOfSQL, append(args, queue)
+	}
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

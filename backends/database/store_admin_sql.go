@@ -71,10 +71,13 @@ func (w *sqlBuilder) filter(backend string, f TaskFilter, only []tasks.Status) {
 	w.strings("queue", f.Queues)
 	w.strings("task_name", f.TaskNames)
 	if f.Creator != "" {
-		w.cond("creator = ?", f.Creator)
+		// The second term is the predicate of the partial index
+		// gotasks_task_creator_idx, which a parameter alone does not
+		// prove.
+		w.cond("creator = ? AND creator <> ''", f.Creator)
 	}
 	if f.VerboseName != "" {
-		w.cond("verbose_name = ?", f.VerboseName)
+		w.cond("verbose_name = ? AND verbose_name <> ''", f.VerboseName) // see Creator
 	}
 	if f.IDPrefix != "" {
 		// A range on the primary key: ids are ASCII, and the prefix's
@@ -199,6 +202,10 @@ func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]stri
 // queueCountsSQL counts the backend's tasks by queue and status ($1
 // backend): an index-only scan of gotasks_task_queue_idx.
 const queueCountsSQL = `SELECT queue, status, count(*) FROM gotasks_task WHERE backend = $1 GROUP BY queue, status`
+
+// queueCountsOfSQL is queueCountsSQL for one queue ($2).
+const queueCountsOfSQL = `SELECT queue, status, count(*) FROM gotasks_task WHERE backend = $1 AND queue = $2
+	GROUP BY queue, status`
 
 // oldestDueSQL returns per queue the run-after time of the oldest due READY
 // task ($1 backend, $2 now), through the claim index.

@@ -25,7 +25,7 @@ type sqliteStore struct {
 }
 
 // sqliteFeatures are SQLite's features.
-const sqliteFeatures = featSingleWriter | featTextTimes | featEmbedded
+const sqliteFeatures = featSingleWriter | featTextTimes | featEmbedded | featSerialScans
 
 func newSQLiteStore(cfg storeConfig) *sqliteStore {
 	s := &sqliteStore{storeConfig: cfg, adminStatements: adminStatements{forms: sqliteForms, backendName: cfg.backend}}

@@ -1,3 +1,20 @@
+DROP INDEX gotasks_task_finished_idx;
+
+--bun:split
+
+CREATE INDEX gotasks_task_finished_idx ON gotasks_task (finished_at)
+    WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED');
+
+--bun:split
+
+DROP INDEX IF EXISTS gotasks_task_queue_id_idx;
+
+--bun:split
+
+DROP INDEX IF EXISTS gotasks_task_verbose_idx;
+
+--bun:split
+
 DROP INDEX IF EXISTS gotasks_task_name_idx;
 
 --bun:split
