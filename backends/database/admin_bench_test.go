@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gotasks/gotasks/backends/database"
+	"github.com/gotasks/gotasks/internal/benchseed"
 	"github.com/gotasks/gotasks/internal/dbtest"
 	"github.com/gotasks/gotasks/tasks"
 )
@@ -93,48 +94,13 @@ func adminBenchList(be *database.Backend, p database.ListParams) func() (int, er
 	}
 }
 
-// adminSeedMillion inserts n finished tasks into be's table, the newest
-// finished at now, and refreshes the planner's statistics.
+// adminSeedMillion inserts n finished tasks into be's table (see
+// benchseed.Finished).
 func adminSeedMillion(b *testing.B, be *database.Backend, n int, now time.Time) {
 	b.Helper()
-	ctx := context.Background()
-	db := be.DB().DB
-	var stmts []string
-	var args []any
-	switch be.Dialect() {
-	case database.Postgres:
-		stmts = []string{`INSERT INTO gotasks_task (id, task_name, status, args, queue, backend, run_after, enqueued_at,
-	started_at, finished_at, last_attempted_at, attempts, worker_ids, errors, return_value)
-SELECT lpad(to_hex(g), 12, '0') || '-7000-8000-000000000000', 'app.task_' || (g % 20), st,
-	'{"user_id": 42, "note": "hello"}', 'q' || (g % 5), 'bench', t, t, t, t + interval '50 ms', t, 1, '["w1"]',
-	CASE st WHEN 'FAILED' THEN '[{"attempt":1,"type":"*errors.errorString","message":"boom","at":"2026-01-01T00:00:00Z"}]' ELSE '[]' END::jsonb,
-	CASE st WHEN 'SUCCESSFUL' THEN '1' END::json
-FROM (SELECT g, $1::timestamptz - make_interval(secs => ($2 - g) * 0.1) AS t,
-	CASE WHEN g % 100 < 90 THEN 'SUCCESSFUL' WHEN g % 100 < 98 THEN 'FAILED' ELSE 'CANCELLED' END AS st
-	FROM generate_series(1, $2::int) g) s`, `VACUUM ANALYZE gotasks_task`}
-		args = []any{now.UTC(), n}
-	case database.SQLite:
-		stmts = []string{`INSERT INTO gotasks_task (id, task_name, status, args, queue, backend, run_after, enqueued_at,
-	started_at, finished_at, last_attempted_at, attempts, worker_ids, errors, return_value)
-WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < $2),
-s AS (SELECT n, strftime('%Y-%m-%d %H:%M:%f', $1 - ($2 - n) * 0.1, 'unixepoch') || '000' AS t,
-	CASE WHEN n % 100 < 90 THEN 'SUCCESSFUL' WHEN n % 100 < 98 THEN 'FAILED' ELSE 'CANCELLED' END AS st FROM g)
-SELECT printf('%012x', n) || '-7000-8000-000000000000', 'app.task_' || (n % 20), st,
-	'{"user_id": 42, "note": "hello"}', 'q' || (n % 5), 'bench', t, t, t, t, t, 1, '["w1"]',
-	CASE st WHEN 'FAILED' THEN '[{"attempt":1,"type":"*errors.errorString","message":"boom","at":"2026-01-01T00:00:00Z"}]' ELSE '[]' END,
-	CASE st WHEN 'SUCCESSFUL' THEN '1' END
-FROM s`, `ANALYZE`}
-		args = []any{float64(now.UnixMicro()) / 1e6, n}
-	}
 	start := time.Now()
-	for i, s := range stmts {
-		var a []any
-		if i == 0 {
-			a = args
-		}
-		if _, err := db.ExecContext(ctx, s, a...); err != nil {
-			b.Fatalf("seed: %v", err)
-		}
+	if err := benchseed.Finished(context.Background(), be, be.Name(), n, now); err != nil {
+		b.Fatal(err)
 	}
 	b.Logf("seeded %d rows in %v", n, time.Since(start).Round(time.Millisecond))
 }
