@@ -104,14 +104,14 @@ type command struct {
 	check func(c *cmdEnv) string
 	// run does the work once the backend is open.
 	run func(ctx context.Context, c *cmdEnv) error
-	// noBackend: run opens the backend itself (dashboard).
-	noBackend bool
+	// noJSON: the sub-command has no --json output.
+	noJSON bool
 }
 
 // commands are the sub-commands, in the order of the usage text.
 var commands = []*command{
 	listCmd, showCmd, retryCmd, cancelCmd, deleteCmd, statsCmd, workersCmd,
-	queuesCmd, pauseCmd, resumeCmd,
+	queuesCmd, pauseCmd, resumeCmd, dashboardCmd,
 }
 
 func lookupCommand(name string) *command {
@@ -208,7 +208,7 @@ func runCommand(ctx context.Context, cmd *command, g common, args []string, gete
 	if cmd.flags != nil {
 		cmd.flags(fs, c)
 	}
-	c.common.register(fs, !cmd.noBackend && cmd.name != "pause" && cmd.name != "resume")
+	c.common.register(fs, !cmd.noJSON)
 	usage := func(w io.Writer) {
 		fmt.Fprintf(w, "Usage: gotasks %s %s\n\n%s\n\nFlags:\n", cmd.name, cmd.args, cmd.help)
 		cliflags.PrintFlags(w, fs)
@@ -249,14 +249,12 @@ func runCommand(ctx context.Context, cmd *command, g common, args []string, gete
 		}
 		return exitError
 	}
-	if !cmd.noBackend {
-		b, err := openBackend(ctx, c)
-		if err != nil {
-			return fail(err)
-		}
-		defer b.Close()
-		c.b = b
+	b, err := openBackend(ctx, c)
+	if err != nil {
+		return fail(err)
 	}
+	defer b.Close()
+	c.b = b
 	if err := cmd.run(ctx, c); err != nil {
 		if errors.Is(err, errReported) {
 			return exitError

@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 
 	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/internal/dbtest"
+	"github.com/gotasks/gotasks/internal/workerfixture"
 	"github.com/gotasks/gotasks/tasks"
 )
 
@@ -30,6 +33,8 @@ import (
 // and run by a database.Worker of the test process.
 
 var binary string // path of the built gotasks
+
+type syncBuffer = workerfixture.SyncBuffer
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "gotasks-test-")
@@ -909,4 +914,137 @@ func TestWorkers(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestDashboardRefuses: on an address that is not loopback, credentials are
+// required; the check comes before the database is opened.
+func TestDashboardRefuses(t *testing.T) {
+	t.Parallel()
+	dsn := "postgres://app:s3cret-pw@127.0.0.1:1/none"
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{nil, []string{"--listen", "0.0.0.0:8080"}, AuthEnv},
+		{nil, []string{"--listen", ":8080"}, AuthEnv},
+		{nil, []string{"--listen", "192.0.2.1:8080"}, AuthEnv},
+		{map[string]string{AuthEnv: "admin"}, []string{"--listen", "0.0.0.0:8080"}, "user:password"},
+		{map[string]string{AuthEnv: "admin:"}, []string{}, "user:password"},
+		{nil, []string{"--listen", "8080"}, "host:port"},
+		{nil, []string{"--prefix", "admin"}, "--prefix"},
+		{nil, []string{"--json"}, "-json"},
+	} {
+		code, stdout, stderr := gotasks(t, tc.env, append([]string{"dashboard", "--database", dsn}, tc.args...)...)
+		first := strings.SplitN(stderr, "\n", 2)[0]
+		if code != exitUsage || stdout != "" || !strings.Contains(first, tc.want) {
+			t.Errorf("dashboard %q: exit %d, stdout %q, first line %q; want exit 2 and %q", tc.args, code, stdout, first, tc.want)
+		}
+		if strings.Contains(stderr, "s3cret-pw") {
+			t.Errorf("dashboard %q: the password is printed", tc.args)
+		}
+	}
+}
+
+// TestDashboard serves the dashboard, with and without basic auth, under a
+// prefix, and stops it with SIGTERM.
+func TestDashboard(t *testing.T) {
+	t.Parallel()
+	f := setup(t, dbtest.SQLiteDSN(t))
+	for _, tc := range []struct {
+		name, auth, prefix string
+	}{
+		{"loopback without auth", "", "/"},
+		{"basic auth under a prefix", "admin:pa:ss", "/admin/tasks/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr syncBuffer
+			cmd := exec.Command(binary, "dashboard", "--listen", "127.0.0.1:0", "--prefix", tc.prefix, "--read-only",
+				"--database", f.dsn)
+			cmd.Env = append(os.Environ(), AuthEnv+"="+tc.auth)
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			var waitErr error
+			go func() { waitErr = cmd.Wait(); close(done) }()
+			t.Cleanup(func() {
+				select {
+				case <-done:
+				default:
+					_ = cmd.Process.Kill()
+					<-done
+				}
+			})
+			urlRE := regexp.MustCompile(`on (http://127\.0\.0\.1:\d+/\S*) \(`)
+			dbtest.WaitUntil(t, 20*time.Second, "the dashboard to listen", func() bool { return urlRE.MatchString(stderr.String()) })
+			base := urlRE.FindStringSubmatch(stderr.String())[1]
+			if want := strings.TrimSuffix(tc.prefix, "/") + "/"; !strings.HasSuffix(base, want) {
+				t.Errorf("url %s does not end with %s", base, want)
+			}
+
+			get := func(url string, user, pass string) (int, string) {
+				t.Helper()
+				req, err := http.NewRequest("GET", url, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if user != "" {
+					req.SetBasicAuth(user, pass)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				return resp.StatusCode, string(body)
+			}
+			user, pass, _ := strings.Cut(tc.auth, ":")
+			if tc.auth != "" {
+				for _, creds := range [][2]string{{"", ""}, {user, "wrong"}, {"admin2", pass}} {
+					if code, _ := get(base, creds[0], creds[1]); code != http.StatusUnauthorized {
+						t.Errorf("GET %s as %q:%q: %d, want 401", base, creds[0], creds[1], code)
+					}
+				}
+			}
+			if code, body := get(base+"tasks/"+f.fail1, user, pass); code != http.StatusOK || !strings.Contains(body, "smtp: connection refused") {
+				t.Errorf("GET the failed task's page: %d\n%s", code, body)
+			}
+			if code, _ := get(base, user, pass); code != http.StatusOK {
+				t.Errorf("GET %s: %d", base, code)
+			}
+
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+				if waitErr != nil {
+					t.Errorf("after SIGTERM: %v; stderr:\n%s", waitErr, stderr.String())
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the dashboard did not stop within 20 s of SIGTERM")
+			}
+			if !strings.HasSuffix(stderr.String(), "gotasks dashboard: stopped\n") {
+				t.Errorf("stderr:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+func TestRedactDSN(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"postgres://app:s3cret@db:5432/app?sslmode=disable": "postgres://app:xxxxx@db:5432/app?sslmode=disable",
+		"postgres://app@db/app?password=s3cret&x=1":         "postgres://app@db/app?password=xxxxx&x=1",
+		"host=db user=app password=s3cret dbname=app":       "host=db user=app password=xxxxx dbname=app",
+		"sqlite:///var/lib/tasks.db":                        "sqlite:///var/lib/tasks.db",
+	} {
+		if got := redactDSN(in); got != want {
+			t.Errorf("redactDSN(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -74,7 +74,8 @@ var pauseCmd = &command{
 	args: "QUEUE",
 	help: `Pauses a queue: workers stop claiming its tasks (tasks already running finish).
 Tasks can still be enqueued to it. Pausing a paused queue does nothing.`,
-	check: queueArg,
+	check:  queueArg,
+	noJSON: true,
 	run: func(ctx context.Context, c *cmdEnv) error {
 		if err := c.b.PauseQueue(ctx, c.args[0]); err != nil {
 			return err
@@ -89,7 +90,8 @@ var resumeCmd = &command{
 	args: "QUEUE",
 	help: `Resumes a paused queue: workers claim its tasks again. Resuming a queue that
 is not paused does nothing.`,
-	check: queueArg,
+	check:  queueArg,
+	noJSON: true,
 	run: func(ctx context.Context, c *cmdEnv) error {
 		if err := c.b.ResumeQueue(ctx, c.args[0]); err != nil {
 			return err
