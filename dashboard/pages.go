@@ -16,7 +16,9 @@ type overviewData struct {
 	Stats   *database.Stats
 	JSON    apiStats // the chart's first data, before the first refresh
 	Refresh int64    // milliseconds between refreshes
-	Window  time.Duration
+	// RefreshEvery is the same, for people.
+	RefreshEvery time.Duration
+	Window       time.Duration
 }
 
 // apiStats is the JSON of GET api/stats (and the overview's first data).
@@ -74,10 +76,11 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.render(w, r, http.StatusOK, "overview", h.newPage(r, "overview", "Overview", overviewData{
-		Stats:   s,
-		JSON:    toAPI(s, h.opts.ChartWindow),
-		Refresh: h.opts.RefreshInterval.Milliseconds(),
-		Window:  h.opts.ChartWindow,
+		Stats:        s,
+		JSON:         toAPI(s, h.opts.ChartWindow),
+		Refresh:      h.opts.RefreshInterval.Milliseconds(),
+		RefreshEvery: h.opts.RefreshInterval,
+		Window:       h.opts.ChartWindow,
 	}))
 }
 

@@ -27,12 +27,14 @@
     return Math.floor(s / 86400) + "d" + pad(Math.floor(s % 86400 / 3600)) + "h";
   }
 
-  function niceMax(v) {
-    if (v <= 4) return 4;
-    var p = Math.pow(10, Math.floor(Math.log10(v)));
-    var steps = [1, 2, 2.5, 5, 10];
-    for (var i = 0; i < steps.length; i++) if (steps[i] * p >= v) return steps[i] * p;
-    return 10 * p;
+  // niceStep is the grid step for four steps up to at least v: 1, 2 or 5
+  // times a power of ten, and a whole number.
+  function niceStep(v) {
+    var raw = Math.max(v / 4, 1);
+    var p = Math.pow(10, Math.floor(Math.log10(raw)));
+    var steps = [1, 2, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (steps[i] * p >= raw) return Math.max(1, Math.round(steps[i] * p));
+    return Math.round(10 * p);
   }
 
   // drawChart draws the stacked bars of finished tasks per minute.
@@ -43,12 +45,12 @@
     var pw = W - m.l - m.r, ph = H - m.t - m.b;
     var max = 0;
     pts.forEach(function (p) { max = Math.max(max, p.successful + p.failed + p.cancelled); });
-    var top = niceMax(max);
+    var step = niceStep(max), top = 4 * step;
     var svg = el("svg:svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", "class": "throughput" });
     for (var i = 0; i <= 4; i++) {
       var y = m.t + ph - ph * i / 4;
       svg.appendChild(el("svg:line", { x1: m.l, x2: W - m.r, y1: y, y2: y, "class": i ? "gridline" : "axis" }));
-      svg.appendChild(el("svg:text", { x: m.l - 6, y: y + 4, "text-anchor": "end" }, String(Math.round(top * i / 4 * 100) / 100)));
+      svg.appendChild(el("svg:text", { x: m.l - 6, y: y + 4, "text-anchor": "end" }, String(step * i)));
     }
     var bw = pts.length ? pw / pts.length : pw;
     var total = 0;
