@@ -183,6 +183,7 @@ func (tb *tab) shot(name string) {
 }
 
 func TestBrowser(t *testing.T) {
+	t.Parallel()
 	browser := newBrowser(t)
 	shots, err := os.MkdirTemp("", "gotasks-dashboard-shots-")
 	if err != nil {
