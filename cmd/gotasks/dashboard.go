@@ -115,7 +115,7 @@ func runDashboard(ctx context.Context, c *cmdEnv) error {
 	}
 	auth := "basic auth from $" + AuthEnv
 	if o.user == "" {
-		auth = "no authentication (loopback only)"
+		auth = "no authentication: loopback only"
 	}
 	mode := ""
 	if o.readOnly {

@@ -183,12 +183,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	name, rest := top.Arg(0), top.Args()[1:]
 	if name == "help" {
-		if len(rest) > 0 && lookupCommand(rest[0]) != nil {
-			name, rest = rest[0], []string{"--help"}
-		} else {
+		if len(rest) == 0 {
 			usage(stdout)
 			return exitOK
 		}
+		name, rest = rest[0], []string{"--help"}
 	}
 	cmd := lookupCommand(name)
 	if cmd == nil {

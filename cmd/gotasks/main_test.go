@@ -284,6 +284,7 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{},
 		{"nope"},
+		{"help", "nope"},
 		{"--nope", "list"},
 		{"list", "--nope"},
 		{"list", "--status", "bogus"},
@@ -869,6 +870,7 @@ func TestQueues(t *testing.T) {
 		if out := f.ok(t, "resume", "emails"); out != "resumed queue emails\n" {
 			t.Errorf("resume: %q", out)
 		}
+		f.ok(t, "resume", "default") // not paused: nothing to do
 		d = queuesDoc{}
 		decode(t, f.ok(t, "queues", "--json"), &d)
 		if got := d.paused(); got["emails"] || !got["idle"] || len(got) != 4 {
