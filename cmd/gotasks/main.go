@@ -140,7 +140,6 @@ func (o *common) register(fs *flag.FlagSet, withJSON bool) {
 // cmdEnv is what a sub-command runs with.
 type cmdEnv struct {
 	common
-	fs             *flag.FlagSet
 	args           []string // positional arguments
 	getenv         func(string) string
 	stdout, stderr io.Writer
@@ -203,7 +202,6 @@ func runCommand(ctx context.Context, cmd *command, g common, args []string, gete
 	fs := flag.NewFlagSet("gotasks "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {}
-	c.fs = fs
 	if cmd.flags != nil {
 		cmd.flags(fs, c)
 	}
