@@ -29,7 +29,7 @@ func BenchmarkDashboardMillionRows(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer be.Close()
-			if err := benchseed.Finished(ctx, be, be.Name(), 1_000_000, time.Now()); err != nil {
+			if err := benchseed.Finished(ctx, be, be.Name(), 1_000_000, 5, time.Now()); err != nil {
 				b.Fatal(err)
 			}
 			h := dashboard.New(be, dashboard.Options{})
