@@ -269,9 +269,12 @@ func sqlitePragmas() string {
 		sqliteBusyTimeout.Milliseconds())
 }
 
-// redact hides the password of a DSN for error messages: in the user
-// information and in a password query parameter, also when the DSN does
-// not parse as a URL.
+// RedactDSN returns dsn with its password hidden ("xxxxx"), for logs and
+// messages: in the user information, in a password query parameter, and in
+// a key=value DSN's password field, also when the DSN does not parse.
+func RedactDSN(dsn string) string { return redact(dsn) }
+
+// redact is RedactDSN.
 func redact(dsn string) string {
 	if isKeyValueDSN(dsn) {
 		return redactUnparsed(dsn)

@@ -9,11 +9,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
+	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/dashboard"
 )
 
@@ -122,7 +121,7 @@ func runDashboard(ctx context.Context, c *cmdEnv) error {
 		mode = ", read-only"
 	}
 	fmt.Fprintf(c.stderr, "gotasks dashboard: backend %q of %s on http://%s%s/ (%s%s)\n",
-		c.backend, redactDSN(c.dsn), ln.Addr(), prefix, auth, mode)
+		c.backend, database.RedactDSN(c.dsn), ln.Addr(), prefix, auth, mode)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -159,17 +158,4 @@ func basicAuth(next http.Handler, user, password string) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// passwordParam finds password=… in a key-value DSN or a query string.
-var passwordParam = regexp.MustCompile(`(?i)(password=)[^&\s]*`)
-
-// redactDSN hides the password of a DSN, in its user info or a password
-// parameter.
-func redactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		return passwordParam.ReplaceAllString(dsn, "${1}xxxxx")
-	}
-	return passwordParam.ReplaceAllString(u.Redacted(), "${1}xxxxx")
 }
