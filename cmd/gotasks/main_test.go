@@ -1036,4 +1036,3 @@ func TestDashboard(t *testing.T) {
 		})
 	}
 }
-
