@@ -32,9 +32,9 @@ func (a adminStatements) adminSelectIDs(ctx context.Context, q querier, f TaskFi
 }
 
 func (a adminStatements) queueCounts(ctx context.Context, q querier, queue string) (map[string]map[tasks.Status]int64, error) {
-	query, args := queueCountsSQL, []any{a.backendName()}
+	query, args := queueCountsSQL(false), []any{a.backendName()}
 	if queue != "" {
-		query, args = queueCountsOfSQL, append(args, queue)
+		query, args = queueCountsSQL(true), append(args, queue)
 	}
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {

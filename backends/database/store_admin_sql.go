@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,25 +50,72 @@ func (w *sqlBuilder) cond(c string, vs ...any) {
 
 func (w *sqlBuilder) whereSQL() string { return strings.Join(w.where, " AND ") }
 
-// filter adds the conditions of f for backend, and restricts the statuses
-// to those of only when only is not nil (an empty intersection matches
-// nothing).
-func (w *sqlBuilder) filter(backend string, f TaskFilter, only []tasks.Status) {
-	w.cond("backend = ?", backend)
-	statuses := statusStrings(f.Statuses)
-	if only != nil {
-		statuses = intersectStatuses(f.Statuses, only)
-		if len(statuses) == 0 {
-			w.where = append(w.where, "1 = 0")
+// finishedPred is the predicate of the admin indexes (and of
+// gotasks_task_finished_idx), word for word: SQLite uses a partial index
+// only when the query's WHERE contains its terms.
+const finishedPred = `status IN ` + finishedStatuses
+
+// branch is one part of an admin statement by status: the finished tasks
+// (read through the admin indexes, whose predicate is finishedPred), the
+// READY ones (through the claim index) or the RUNNING ones (the running
+// index). narrow lists the statuses of a finished branch that are asked
+// for, when not all three are.
+type branch struct {
+	pred   string
+	narrow []string
+}
+
+// statusBranches returns the branches of the statuses asked for (all when
+// none is), kept to those of only when only is not nil. None: nothing
+// matches.
+func statusBranches(asked, only []tasks.Status) []branch {
+	want := statusStrings(asked)
+	switch {
+	case only != nil:
+		want = intersectStatuses(asked, only)
+	case len(asked) == 0:
+		want = statusStrings(allStatuses)
+	}
+	var (
+		out []branch
+		fin []string
+	)
+	for _, st := range []tasks.Status{tasks.StatusSuccessful, tasks.StatusFailed, tasks.StatusCancelled} {
+		if slices.Contains(want, string(st)) {
+			fin = append(fin, string(st))
 		}
 	}
-	switch len(statuses) {
-	case 0:
-	case 1:
-		w.cond("status = ?", statuses[0])
-	default:
-		w.where = append(w.where, w.forms.in("status", w.param(w.forms.list(statuses))))
+	if len(fin) > 0 {
+		b := branch{pred: finishedPred}
+		if len(fin) < 3 {
+			b.narrow = fin
+		}
+		out = append(out, b)
 	}
+	for _, st := range []tasks.Status{tasks.StatusReady, tasks.StatusRunning} {
+		if slices.Contains(want, string(st)) {
+			out = append(out, branch{pred: "status = '" + string(st) + "'"})
+		}
+	}
+	return out
+}
+
+// allStatuses are the five statuses.
+var allStatuses = []tasks.Status{tasks.StatusReady, tasks.StatusRunning, tasks.StatusSuccessful,
+	tasks.StatusFailed, tasks.StatusCancelled}
+
+// branchWhere starts a new WHERE for br (the builder keeps its parameters)
+// and adds the conditions of f but its statuses.
+func (w *sqlBuilder) branchWhere(backend string, br branch, f TaskFilter) {
+	w.where = []string{br.pred}
+	w.strings("status", br.narrow)
+	w.filter(backend, f)
+}
+
+// filter adds the conditions of f for backend, but its statuses (see
+// statusBranches).
+func (w *sqlBuilder) filter(backend string, f TaskFilter) {
+	w.cond("backend = ?", backend)
 	w.strings("queue", f.Queues)
 	w.strings("task_name", f.TaskNames)
 	if f.Creator != "" {
@@ -152,33 +200,54 @@ func intersectStatuses(asked, only []tasks.Status) []string {
 	return out
 }
 
-// adminListQuery builds the statement of one page of ListTasks: the
-// filter, then the keyset condition after the cursor, in id order (ids
-// are UUIDv7, so id order is enqueue order).
+// adminListQuery builds the statement of one page of ListTasks: per
+// status branch, the filter and the keyset condition after the cursor, in
+// id order (ids are UUIDv7, so id order is enqueue order), at most limit;
+// then the branches merged in that order.
 func adminListQuery(forms sqlForms, backend string, p ListParams, after *cursor, limit int) (string, []any) {
-	w := &sqlBuilder{forms: forms}
-	w.filter(backend, p.TaskFilter, nil)
 	dir, cmp := "DESC", "<"
 	if p.Order == OldestFirst {
 		dir, cmp = "ASC", ">"
 	}
+	var afterID string
 	if after != nil {
-		w.cond("id "+cmp+" ?", after.id)
+		afterID = after.id
 	}
-	return fmt.Sprintf("SELECT %s FROM gotasks_task WHERE %s ORDER BY id %s LIMIT %d",
-		resultColumns, w.whereSQL(), dir, limit), w.args
+	return branchQuery(forms, backend, p.TaskFilter, nil, resultColumns, afterID, cmp, dir, limit)
 }
 
 // adminSelectIDsQuery selects, oldest first, at most limit ids of the tasks
 // that match f with a status of only, after the id after ("" from the
 // start): one batch of a bulk action.
 func adminSelectIDsQuery(forms sqlForms, backend string, f TaskFilter, only []tasks.Status, after string, limit int) (string, []any) {
+	return branchQuery(forms, backend, f, only, "id", after, ">", "ASC", limit)
+}
+
+// branchQuery selects cols of the tasks matching f (statuses kept to only
+// when not nil) whose id compares cmp to after (when set), in id order dir,
+// at most limit: one statement per status branch, merged.
+func branchQuery(forms sqlForms, backend string, f TaskFilter, only []tasks.Status, cols, after, cmp, dir string,
+	limit int) (string, []any) {
 	w := &sqlBuilder{forms: forms}
-	w.filter(backend, f, only)
-	if after != "" {
-		w.cond("id > ?", after)
+	var parts []string
+	for _, br := range statusBranches(f.Statuses, only) {
+		w.branchWhere(backend, br, f)
+		if after != "" {
+			w.cond("id "+cmp+" ?", after)
+		}
+		parts = append(parts, fmt.Sprintf("SELECT %s FROM gotasks_task WHERE %s ORDER BY id %s LIMIT %d",
+			cols, w.whereSQL(), dir, limit))
 	}
-	return fmt.Sprintf("SELECT id FROM gotasks_task WHERE %s ORDER BY id LIMIT %d", w.whereSQL(), limit), w.args
+	switch len(parts) {
+	case 0:
+		return "SELECT " + cols + " FROM gotasks_task WHERE 1 = 0", nil
+	case 1:
+		return parts[0], w.args
+	}
+	for i, q := range parts {
+		parts[i] = fmt.Sprintf("SELECT %s FROM (%s) AS b%d", cols, q, i)
+	}
+	return strings.Join(parts, "\nUNION ALL\n") + fmt.Sprintf("\nORDER BY id %s LIMIT %d", dir, limit), w.args
 }
 
 // queryIDs runs a statement that returns one id per row.
@@ -200,26 +269,41 @@ func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]stri
 }
 
 // queueCountsSQL counts the backend's tasks by queue and status ($1
-// backend): an index-only scan of gotasks_task_queue_idx.
-const queueCountsSQL = `SELECT queue, status, count(*) FROM gotasks_task WHERE backend = $1 GROUP BY queue, status`
-
-// queueCountsOfSQL is queueCountsSQL for one queue ($2).
-const queueCountsOfSQL = `SELECT queue, status, count(*) FROM gotasks_task WHERE backend = $1 AND queue = $2
-	GROUP BY queue, status`
+// backend, and $2 queue when one is asked for): the finished ones by an
+// index-only scan of gotasks_task_queue_idx, the others through the claim
+// and running indexes.
+func queueCountsSQL(oneQueue bool) string {
+	q := ""
+	if oneQueue {
+		q = " AND queue = $2"
+	}
+	return `SELECT queue, status, count(*) FROM gotasks_task WHERE ` + finishedPred + ` AND backend = $1` + q + `
+	GROUP BY queue, status
+UNION ALL
+SELECT queue, 'READY', count(*) FROM gotasks_task WHERE status = 'READY' AND backend = $1` + q + ` GROUP BY queue
+UNION ALL
+SELECT queue, 'RUNNING', count(*) FROM gotasks_task WHERE status = 'RUNNING' AND backend = $1` + q + ` GROUP BY queue`
+}
 
 // oldestDueSQL returns per queue the run-after time of the oldest due READY
 // task ($1 backend, $2 now), through the claim index.
 const oldestDueSQL = `SELECT queue, min(run_after) FROM gotasks_task
 	WHERE status = 'READY' AND backend = $1 AND run_after <= $2 GROUP BY queue`
 
-// queueNamesSQL lists the distinct queues of the backend's tasks with one
-// index probe per queue (a loose index scan of gotasks_task_queue_idx),
-// not a scan of every row. $1 backend.
+// queueNamesSQL lists the distinct queues of the backend's tasks: of the
+// finished ones with one index probe per queue (a loose index scan of
+// gotasks_task_queue_idx), not a scan of every row; of the others through
+// the claim and running indexes. $1 backend.
 const queueNamesSQL = `WITH RECURSIVE q(name) AS (
-	SELECT min(queue) FROM gotasks_task WHERE backend = $1
+	SELECT min(queue) FROM gotasks_task WHERE ` + finishedPred + ` AND backend = $1
 	UNION ALL
-	SELECT (SELECT min(queue) FROM gotasks_task WHERE backend = $1 AND queue > q.name) FROM q WHERE q.name IS NOT NULL)
-SELECT name FROM q WHERE name IS NOT NULL`
+	SELECT (SELECT min(queue) FROM gotasks_task WHERE ` + finishedPred + ` AND backend = $1 AND queue > q.name)
+	FROM q WHERE q.name IS NOT NULL)
+SELECT name FROM q WHERE name IS NOT NULL
+UNION
+SELECT queue FROM gotasks_task WHERE status = 'READY' AND backend = $1
+UNION
+SELECT queue FROM gotasks_task WHERE status = 'RUNNING' AND backend = $1`
 
 // pausedQueuesSQL lists the queues with a row in gotasks_queue. $1 backend.
 const pausedQueuesSQL = `SELECT name, paused_at FROM gotasks_queue WHERE backend = $1`
