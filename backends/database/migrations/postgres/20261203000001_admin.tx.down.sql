@@ -7,15 +7,7 @@ CREATE INDEX gotasks_task_finished_idx ON gotasks_task (finished_at)
 
 --bun:split
 
-DROP INDEX IF EXISTS gotasks_task_queue_id_idx;
-
---bun:split
-
 DROP INDEX IF EXISTS gotasks_task_verbose_idx;
-
---bun:split
-
-DROP INDEX IF EXISTS gotasks_task_name_idx;
 
 --bun:split
 
