@@ -333,6 +333,13 @@ func TestAdmin(t *testing.T) {
 			got.Host == "" || got.PID == 0 || got.StartedAt.IsZero() || got.HeartbeatAt.Before(got.StartedAt) {
 			t.Errorf("worker = %+v", got)
 		}
+		// A row lost meanwhile (forgotten by a rescuer after an outage) is
+		// written again at the next heartbeat.
+		wkExec(t, b, "DELETE FROM gotasks_worker")
+		dbtest.WaitUntil(t, 10*time.Second, "the worker to register again", func() bool {
+			ws, err := b.Workers(ctx)
+			return err == nil && len(ws) == 1 && ws[0].ID == id
+		})
 		if err := w.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -48,11 +48,17 @@ func (b *Backend) registerWorker(ctx context.Context, w WorkerInfo) error {
 	return b.wrapErr("register worker", b.store.registerWorker(ctx, b.db.DB, w))
 }
 
-// touchWorker refreshes the worker's row.
-func (b *Backend) touchWorker(ctx context.Context, id string, running int) error {
+// touchWorker refreshes the worker's row, and registers the worker again
+// when its row is gone (another worker's rescuer forgot it after an outage
+// longer than the rescue delay).
+func (b *Backend) touchWorker(ctx context.Context, w WorkerInfo, running int) error {
 	unlock := b.writeLock()
-	defer unlock()
-	return b.wrapErr("refresh worker row", b.store.touchWorker(ctx, b.db.DB, id, now(), running))
+	found, err := b.store.touchWorker(ctx, b.db.DB, w.ID, now(), running)
+	unlock()
+	if err != nil || found {
+		return b.wrapErr("refresh worker row", err)
+	}
+	return b.registerWorker(ctx, w)
 }
 
 // unregisterWorker deletes the worker's row.

@@ -2,7 +2,6 @@ package database
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -22,6 +21,7 @@ type heartbeat struct {
 	b           *Backend
 	log         *slog.Logger
 	workerID    string
+	self        WorkerInfo // the worker's row (see Backend.touchWorker)
 	interval    time.Duration
 	rescueAfter time.Duration
 	t           *tally
@@ -57,13 +57,17 @@ func (h *heartbeat) Start(ctx context.Context) error {
 
 // beat refreshes the lease of the held tasks once, and the worker's row
 // in gotasks_worker (which operators see as the worker's last heartbeat).
+// Only the lease counts as the heartbeat: a row that cannot be written is
+// logged at DEBUG (the database is away, and the lease's failure says so).
 func (h *heartbeat) beat(ctx context.Context) error {
 	held := h.t.pending()
-	err := h.b.touchWorker(ctx, h.workerID, int(held))
-	if held == 0 {
-		return err
+	if err := h.b.touchWorker(ctx, h.self, int(held)); err != nil && ctx.Err() == nil {
+		h.log.Debug("gotasks: could not refresh the worker's row", "err", err)
 	}
-	return errors.Join(h.b.heartbeat(ctx, h.workerID, h.t.heldIDs()), err)
+	if held == 0 {
+		return nil
+	}
+	return h.b.heartbeat(ctx, h.workerID, h.t.heldIDs())
 }
 
 // report logs the outcome of one refresh at time at: WARN for a failure

@@ -124,8 +124,9 @@ type store interface {
 	deleteFinished(ctx context.Context, q querier, ids []string) ([]string, error)
 	// registerWorker inserts (or replaces) the row of a starting worker.
 	registerWorker(ctx context.Context, q querier, w WorkerInfo) error
-	// touchWorker refreshes a worker's heartbeat time and running count.
-	touchWorker(ctx context.Context, q querier, id string, at time.Time, running int) error
+	// touchWorker refreshes a worker's heartbeat time and running count,
+	// and reports whether the worker has a row.
+	touchWorker(ctx context.Context, q querier, id string, at time.Time, running int) (bool, error)
 	// unregisterWorker deletes a stopping worker's row.
 	unregisterWorker(ctx context.Context, q querier, id string) error
 	// pruneWorkers deletes the rows of workers whose heartbeat is older

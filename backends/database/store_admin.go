@@ -107,9 +107,13 @@ func (a adminStatements) queueStates(ctx context.Context, q querier) ([]QueueInf
 	return out, rows.Err()
 }
 
-func (a adminStatements) touchWorker(ctx context.Context, q querier, id string, at time.Time, running int) error {
-	_, err := q.ExecContext(ctx, touchWorkerSQL, a.forms.ts(at), running, id)
-	return err
+func (a adminStatements) touchWorker(ctx context.Context, q querier, id string, at time.Time, running int) (bool, error) {
+	res, err := q.ExecContext(ctx, touchWorkerSQL, a.forms.ts(at), running, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 func (a adminStatements) unregisterWorker(ctx context.Context, q querier, id string) error {

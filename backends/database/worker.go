@@ -151,8 +151,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	// Operators see the worker (Backend.Workers) from now until it stops.
 	w.startedAt = time.Now()
-	if err := w.b.registerWorker(ctx, workerRow(w.cfg, w.startedAt)); err != nil {
-		w.log.Warn("gotasks: could not register the worker in gotasks_worker; it runs, but operators will not see it", "err", err)
+	w.heartbeat.self = workerRow(w.cfg, w.startedAt)
+	if err := w.b.registerWorker(ctx, w.heartbeat.self); err != nil {
+		w.log.Warn("gotasks: could not register the worker in gotasks_worker; it runs, and its heartbeat will try again", "err", err)
 	}
 	// While the worker runs, a use of the implicit inline default in this
 	// process is logged as the likely mistake it is (tasks.GetBackend).
