@@ -14,7 +14,8 @@ import (
 )
 
 // TestCountByQueueSplit: where Stats splits its count over connections by
-// queue (SQLite), the counts are those of the one statement it replaces.
+// queue and status (SQLite), the counts are those of the one statement it
+// replaces.
 func TestCountByQueueSplit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -36,9 +37,9 @@ func TestCountByQueueSplit(t *testing.T) {
 	}
 	// Some of them finished, in every status: counts per (queue, status)
 	// differ.
-	if _, err := b.db.DB.ExecContext(ctx, `UPDATE gotasks_task SET status = CASE rowid % 4
-		WHEN 0 THEN 'SUCCESSFUL' WHEN 1 THEN 'FAILED' WHEN 2 THEN 'CANCELLED' ELSE 'READY' END,
-		finished_at = CASE rowid % 4 WHEN 3 THEN NULL ELSE enqueued_at END WHERE rowid % 7 <> 0`); err != nil {
+	if _, err := b.db.DB.ExecContext(ctx, `UPDATE gotasks_task SET status = CASE rowid % 5
+		WHEN 0 THEN 'SUCCESSFUL' WHEN 1 THEN 'FAILED' WHEN 2 THEN 'CANCELLED' WHEN 3 THEN 'RUNNING' ELSE 'READY' END,
+		finished_at = CASE WHEN rowid % 5 < 3 THEN enqueued_at END WHERE rowid % 7 <> 0`); err != nil {
 		t.Fatal(err)
 	}
 	want, err := b.store.queueCounts(ctx, b.db.DB, "")

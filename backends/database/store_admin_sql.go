@@ -300,6 +300,18 @@ UNION ALL
 SELECT queue, 'RUNNING', count(*) FROM gotasks_task WHERE status = 'RUNNING' AND backend = $1` + q + ` GROUP BY queue`
 }
 
+// activeCountsSQL counts the backend's READY and RUNNING tasks by queue,
+// through the claim and running indexes. $1 backend.
+const activeCountsSQL = `SELECT queue, 'READY', count(*) FROM gotasks_task WHERE status = 'READY' AND backend = $1
+	GROUP BY queue
+UNION ALL
+SELECT queue, 'RUNNING', count(*) FROM gotasks_task WHERE status = 'RUNNING' AND backend = $1 GROUP BY queue`
+
+// countPairSQL counts the backend's finished tasks of one queue ($2) in one
+// status ($3): one range of gotasks_task_queue_idx. $1 backend.
+const countPairSQL = `SELECT count(*) FROM gotasks_task WHERE ` + finishedPred + `
+	AND backend = $1 AND queue = $2 AND status = $3`
+
 // oldestDueSQL returns per queue the run-after time of the oldest due READY
 // task ($1 backend, $2 now), through the claim index.
 const oldestDueSQL = `SELECT queue, min(run_after) FROM gotasks_task
