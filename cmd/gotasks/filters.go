@@ -3,13 +3,11 @@ package main
 import (
 	"flag"
 	"fmt"
-	"math"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gotasks/gotasks/backends/database"
+	"github.com/gotasks/gotasks/internal/cliflags"
 	"github.com/gotasks/gotasks/tasks"
 )
 
@@ -178,50 +176,7 @@ func (w *when) at(now time.Time) time.Time {
 	return now.Add(-w.ago)
 }
 
-// ageRe splits an age into weeks, days and the rest (a Go duration), as
-// cmd/prune reads its --min-age.
-var ageRe = regexp.MustCompile(`^(?:([0-9]+(?:\.[0-9]+)?)w)?(?:([0-9]+(?:\.[0-9]+)?)d)?(.*)$`)
-
-// parseAge reads weeks and days followed by an optional Go duration ("2w",
-// "1d", "1d12h", "1w2d6h30m") or a Go duration ("30m", "2h"). A day is 24
-// hours, a week 7 days. The age must be positive. Unlike cmd/prune, a bare
-// number is not accepted (days or seconds would be a guess).
-func parseAge(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	bad := fmt.Errorf("%q: want days or weeks with an optional Go duration (1d, 2w, 1d12h) or a Go duration (30m, 2h)", s)
-	m := ageRe.FindStringSubmatch(s)
-	if m == nil || (m[1] == "" && m[2] == "" && m[3] == "") {
-		return 0, bad
-	}
-	var days float64
-	for _, part := range []struct {
-		num  string
-		days float64
-	}{{m[1], 7}, {m[2], 1}} {
-		if part.num != "" {
-			f, _ := strconv.ParseFloat(part.num, 64)
-			days += f * part.days
-		}
-	}
-	if days*24*float64(time.Hour) >= math.MaxInt64 {
-		return 0, fmt.Errorf("%q: too long ago", s)
-	}
-	d := time.Duration(math.Round(days * 24 * float64(time.Hour)))
-	if rest := m[3]; rest != "" {
-		if rest[0] == '-' || rest[0] == '+' {
-			return 0, bad
-		}
-		r, err := time.ParseDuration(rest)
-		if err != nil {
-			return 0, bad
-		}
-		if d > math.MaxInt64-r {
-			return 0, fmt.Errorf("%q: too long ago", s)
-		}
-		d += r
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("%q: must be more than 0", s)
-	}
-	return d, nil
-}
+// parseAge reads an age as the time filters take it (see
+// cliflags.ParseAge). Unlike cmd/prune, a bare number is not accepted (days
+// or seconds would be a guess).
+func parseAge(s string) (time.Duration, error) { return cliflags.ParseAge(s, false) }
