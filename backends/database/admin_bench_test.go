@@ -24,14 +24,8 @@ func BenchmarkAdminMillionRows(b *testing.B) {
 	const rows = 1_000_000
 	for _, dialect := range dbtest.Dialects {
 		b.Run(dialect, func(b *testing.B) {
-			be, err := database.Open(context.Background(), dbtest.DSN(b, dialect), database.WithAutoMigrate(true),
-				database.WithName("bench"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer be.Close()
 			now := time.Now()
-			adminSeedMillion(b, be, rows, 5, now)
+			be := adminSeedMillion(b, dialect, rows, 5, now)
 			ctx := context.Background()
 			mid, err := be.ListTasks(ctx, database.ListParams{TaskFilter: database.TaskFilter{
 				EnqueuedBefore: now.Add(-rows / 2 * 100 * time.Millisecond)}, Limit: 1})
@@ -86,19 +80,13 @@ func BenchmarkAdminMillionRows(b *testing.B) {
 
 // BenchmarkAdminMillionRowsOneQueue is the overview of
 // BenchmarkAdminMillionRows when the million tasks are all in one queue
-// (SQLite cannot split the count by queue, only by status and rowid):
+// (SQLite cannot split the count by queue, only by status):
 //
 //	go test ./backends/database -run '^$' -bench BenchmarkAdminMillionRowsOneQueue -benchtime 20x
 func BenchmarkAdminMillionRowsOneQueue(b *testing.B) {
 	for _, dialect := range dbtest.Dialects {
 		b.Run(dialect, func(b *testing.B) {
-			be, err := database.Open(context.Background(), dbtest.DSN(b, dialect), database.WithAutoMigrate(true),
-				database.WithName("bench"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer be.Close()
-			adminSeedMillion(b, be, 1_000_000, 1, time.Now())
+			be := adminSeedMillion(b, dialect, 1_000_000, 1, time.Now())
 			b.Run("Overview", func(b *testing.B) {
 				for b.Loop() {
 					if _, err := be.Stats(context.Background(), time.Hour); err != nil {
@@ -120,13 +108,20 @@ func adminBenchList(be *database.Backend, p database.ListParams) func() (int, er
 	}
 }
 
-// adminSeedMillion inserts n finished tasks into be's table (see
-// benchseed.Finished).
-func adminSeedMillion(b *testing.B, be *database.Backend, n, queues int, now time.Time) {
+// adminSeedMillion opens a backend on a fresh database of dialect and
+// inserts n finished tasks in queues queues (see benchseed.Finished).
+func adminSeedMillion(b *testing.B, dialect string, n, queues int, now time.Time) *database.Backend {
 	b.Helper()
+	be, err := database.Open(context.Background(), dbtest.DSN(b, dialect), database.WithAutoMigrate(true),
+		database.WithName("bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = be.Close() })
 	start := time.Now()
 	if err := benchseed.Finished(context.Background(), be, be.Name(), n, queues, now); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("seeded %d rows in %v", n, time.Since(start).Round(time.Millisecond))
+	return be
 }
