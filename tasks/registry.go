@@ -3,6 +3,7 @@ package tasks
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -13,18 +14,29 @@ const DefaultBackendName = "default"
 
 var backends = struct {
 	sync.RWMutex
-	m        map[string]Backend
+	m map[string]Backend
+	// stacks holds, per name, the registrations not yet restored, oldest
+	// first; m[name] is the newest. A restore removes its own
+	// registration wherever it is, so registrations whose lifetimes
+	// overlap without nesting (two workers of one process) leave nothing
+	// stale behind.
+	stacks   map[string][]*registration
 	fallback Backend
 	// open counts, per backend name, the backends (and the workers of
 	// backends) in use in this process; see MarkBackendOpen.
 	open map[string]int
 	// warned is set once the implicit default's warning was logged.
 	warned bool
-}{m: map[string]Backend{}, open: map[string]int{}}
+}{m: map[string]Backend{}, stacks: map[string][]*registration{}, open: map[string]int{}}
+
+// registration is one configuration of a backend under a name.
+type registration struct{ b Backend }
 
 // RegisterBackend configures b under b.Name(), replacing a backend of that
-// name if there was one. It returns a function that restores the previous
-// state (handy in tests: t.Cleanup(tasks.RegisterBackend(b))).
+// name if there was one. It returns a function that removes this
+// registration again (handy in tests: t.Cleanup(tasks.RegisterBackend(b))):
+// the name then goes back to the newest registration not yet removed, or
+// to nothing, whatever order the removals come in.
 //
 // Tasks that name no backend (WithBackend) enqueue to the one registered
 // under "default" (DefaultBackendName). Register the backend meant to run
@@ -42,7 +54,8 @@ func RegisterBackend(b Backend) (restore func()) {
 // RegisterBackendAs("default", b) to make b, registered under its own name,
 // the backend of the tasks that name none. b keeps its own Name(): it
 // stores the tasks enqueued through name as its own, and its workers run
-// them. It returns a function that restores the previous state.
+// them. It returns a function that removes this registration again (see
+// RegisterBackend).
 func RegisterBackendAs(name string, b Backend) (restore func()) {
 	if b == nil {
 		panic("tasks: RegisterBackendAs(nil)")
@@ -53,22 +66,54 @@ func RegisterBackendAs(name string, b Backend) (restore func()) {
 	return registerBackend(name, b)
 }
 
+// RegisterBackendIfAbsent configures b under name only when nothing is
+// configured under that name, in one step (a LookupBackend followed by
+// RegisterBackendAs races with another caller doing the same, and their
+// restores can then leave a stale backend configured). It reports whether
+// it did; restore removes b again if it is still the one under name.
+func RegisterBackendIfAbsent(name string, b Backend) (restore func(), registered bool) {
+	if b == nil {
+		panic("tasks: RegisterBackendIfAbsent(nil)")
+	}
+	if name == "" {
+		name = DefaultBackendName
+	}
+	backends.Lock()
+	defer backends.Unlock()
+	if _, ok := backends.m[name]; ok {
+		return func() {}, false
+	}
+	return pushLocked(name, b), true
+}
+
 func registerBackend(name string, b Backend) (restore func()) {
 	backends.Lock()
-	prev, had := backends.m[name]
+	defer backends.Unlock()
+	return pushLocked(name, b)
+}
+
+// pushLocked configures b under name on top of the earlier registrations
+// and returns the restore that removes it. backends is locked.
+func pushLocked(name string, b Backend) (restore func()) {
+	r := &registration{b: b}
+	backends.stacks[name] = append(backends.stacks[name], r)
 	backends.m[name] = b
-	backends.Unlock()
 	return func() {
 		backends.Lock()
 		defer backends.Unlock()
-		if backends.m[name] != b {
-			return // replaced since; leave the newer one
+		st := backends.stacks[name]
+		i := slices.Index(st, r)
+		if i < 0 {
+			return // unregistered meanwhile
 		}
-		if had {
-			backends.m[name] = prev
-		} else {
+		st = slices.Delete(st, i, i+1)
+		if len(st) == 0 {
+			delete(backends.stacks, name)
 			delete(backends.m, name)
+			return
 		}
+		backends.stacks[name] = st
+		backends.m[name] = st[len(st)-1].b
 	}
 }
 
@@ -76,6 +121,7 @@ func registerBackend(name string, b Backend) (restore func()) {
 func UnregisterBackend(name string) {
 	backends.Lock()
 	delete(backends.m, name)
+	delete(backends.stacks, name)
 	backends.Unlock()
 }
 

@@ -131,6 +131,16 @@ func ForEachDialect(t *testing.T, f func(t *testing.T, dsn string)) {
 	}
 }
 
+// ForEachDialectSerial runs f as a subtest per dialect, one after the
+// other, each with its own fresh database: for tests that change what the
+// process shares (the default slog logger, the backend registry).
+func ForEachDialectSerial(t *testing.T, f func(t *testing.T, dsn string)) {
+	t.Helper()
+	for _, d := range Dialects {
+		t.Run(d, func(t *testing.T) { f(t, DSN(t, d)) })
+	}
+}
+
 // WaitUntil polls cond every 5 ms until it holds, failing the test after
 // timeout: the poll-with-deadline the tests use instead of sleeps.
 func WaitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {

@@ -128,49 +128,10 @@ func TestSetupError(t *testing.T) {
 // TestRegistersItsBackend: while it runs, the worker's backend is
 // registered under its name and as "default" (when nothing else is), so
 // that code of the binary outside the tasks enqueues a READY row to it;
-// afterwards the registry is as before. (Not parallel: it reads and
-// changes the process's "default".)
+// afterwards the registry is as before. (Not parallel, not even its
+// dialects with each other: it reads and changes the process's "default".)
 func TestRegistersItsBackend(t *testing.T) {
-	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
-		b := openBackend(t, dsn) // registered under its name
-		if _, ok := tasks.LookupBackend(tasks.DefaultBackendName); ok {
-			t.Fatal(`something is registered under "default" before the test`)
-		}
-		type seen struct {
-			Own, Default bool
-			Status       tasks.Status
-		}
-		var got seen
-		cmd := workercmd.Command{Name: "dbworker", Setup: func(ctx context.Context, env workercmd.Env) (context.Context, error) {
-			own, _ := tasks.LookupBackend(b.Name())
-			def, _ := tasks.LookupBackend(tasks.DefaultBackendName)
-			got.Own, got.Default = own == env.Backend, def == env.Backend
-			// Code outside the tasks enqueues to "default": the worker's backend.
-			r, err := exampletasks.Sum.Enqueue(ctx, []int{1, 2})
-			if err != nil {
-				return nil, err
-			}
-			got.Status = r.Status
-			return ctx, nil
-		}}
-		code, _, stderr := runCmd(t, cmd, nil, workerArgs(b, dsn, "--batch")...)
-		if code != workercmd.ExitOK {
-			t.Fatalf("exit %d; stderr:\n%s", code, stderr)
-		}
-		if diff := cmp.Diff(seen{Own: true, Default: true, Status: tasks.StatusReady}, got); diff != "" {
-			t.Errorf("during Setup (-want +got):\n%s", diff)
-		}
-		if diff := cmp.Diff(map[tasks.Status]int{tasks.StatusSuccessful: 1}, statuses(t, b)); diff != "" {
-			t.Errorf("rows after the run (-want +got):\n%s", diff)
-		}
-		if own, _ := tasks.LookupBackend(b.Name()); own != tasks.Backend(b) {
-			t.Errorf("after the run, %q is %v; want the test's backend again", b.Name(), own)
-		}
-		if def, ok := tasks.LookupBackend(tasks.DefaultBackendName); ok {
-			t.Errorf(`after the run, "default" is still registered (%s)`, def.Name())
-		}
-	})
-
+	dbtest.ForEachDialectSerial(t, registersItsBackend)
 	t.Run("KeepsAnotherDefault", func(t *testing.T) {
 		dsn := dbtest.SQLiteDSN(t)
 		b := openBackend(t, dsn)
@@ -188,6 +149,47 @@ func TestRegistersItsBackend(t *testing.T) {
 			t.Errorf(`"default" during the run: %v; want the one registered before`, def)
 		}
 	})
+}
+
+// registersItsBackend is TestRegistersItsBackend on the database dsn.
+func registersItsBackend(t *testing.T, dsn string) {
+	b := openBackend(t, dsn) // registered under its name
+	if _, ok := tasks.LookupBackend(tasks.DefaultBackendName); ok {
+		t.Fatal(`something is registered under "default" before the test`)
+	}
+	type seen struct {
+		Own, Default bool
+		Status       tasks.Status
+	}
+	var got seen
+	cmd := workercmd.Command{Name: "dbworker", Setup: func(ctx context.Context, env workercmd.Env) (context.Context, error) {
+		own, _ := tasks.LookupBackend(b.Name())
+		def, _ := tasks.LookupBackend(tasks.DefaultBackendName)
+		got.Own, got.Default = own == env.Backend, def == env.Backend
+		// Code outside the tasks enqueues to "default": the worker's backend.
+		r, err := exampletasks.Sum.Enqueue(ctx, []int{1, 2})
+		if err != nil {
+			return nil, err
+		}
+		got.Status = r.Status
+		return ctx, nil
+	}}
+	code, _, stderr := runCmd(t, cmd, nil, workerArgs(b, dsn, "--batch")...)
+	if code != workercmd.ExitOK {
+		t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+	}
+	if diff := cmp.Diff(seen{Own: true, Default: true, Status: tasks.StatusReady}, got); diff != "" {
+		t.Errorf("during Setup (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[tasks.Status]int{tasks.StatusSuccessful: 1}, statuses(t, b)); diff != "" {
+		t.Errorf("rows after the run (-want +got):\n%s", diff)
+	}
+	if own, _ := tasks.LookupBackend(b.Name()); own != tasks.Backend(b) {
+		t.Errorf("after the run, %q is %v; want the test's backend again", b.Name(), own)
+	}
+	if def, ok := tasks.LookupBackend(tasks.DefaultBackendName); ok {
+		t.Errorf(`after the run, "default" is still registered (%s)`, def.Name())
+	}
 }
 
 // TestFollowUpIsARow: a task run by the worker that enqueues a follow-up
@@ -224,11 +226,11 @@ func TestFollowUpIsARow(t *testing.T) {
 
 // TestTaskLogsFollowLogFormat: under --log-format json, a task's own
 // slog.Info is a JSON line, with durations as text; the process's default
-// logger is restored afterwards. (Not parallel: it changes the default
-// slog logger.)
+// logger is restored afterwards. (Not parallel, not even its dialects with
+// each other: it changes the default slog logger.)
 func TestTaskLogsFollowLogFormat(t *testing.T) {
 	before := slog.Default()
-	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+	dbtest.ForEachDialectSerial(t, func(t *testing.T, dsn string) {
 		b := openBackend(t, dsn)
 		if _, err := setupLog.Using(tasks.WithBackend(b.Name())).Enqueue(context.Background(), "x"); err != nil {
 			t.Fatal(err)

@@ -386,8 +386,8 @@ func registerBackend(b *database.Backend, log *slog.Logger) (restore func()) {
 	restoreDefault := func() {}
 	as := []string{b.Name()}
 	if b.Name() != tasks.DefaultBackendName {
-		if _, ok := tasks.LookupBackend(tasks.DefaultBackendName); !ok {
-			restoreDefault = tasks.RegisterBackendAs(tasks.DefaultBackendName, b)
+		var ok bool
+		if restoreDefault, ok = tasks.RegisterBackendIfAbsent(tasks.DefaultBackendName, b); ok {
 			as = append(as, tasks.DefaultBackendName)
 		}
 	}
