@@ -1,8 +1,11 @@
 // Command web is the web process of examples/webapp: it opens the database
 // backend, registers it as the default backend (so that the handlers'
 // tasks become rows of that database), creates the application's table and
-// serves the shop's HTTP API. Run the worker (examples/webapp/cmd/worker)
-// on the same database to run the tasks.
+// serves the shop's HTTP API, and the gotasks dashboard under
+// /admin/tasks/ behind basic auth (credentials "user:password" from
+// $WEBAPP_ADMIN_AUTH; without them the dashboard refuses everyone). Run the
+// worker (examples/webapp/cmd/worker) on the same database to run the
+// tasks.
 //
 //	go run ./examples/webapp/cmd/web                  # sqlite://gotasks.db, 127.0.0.1:8080
 //	go run ./examples/webapp/cmd/web --addr 127.0.0.1:9000 --database postgres://…
@@ -13,6 +16,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +29,7 @@ import (
 	"time"
 
 	"github.com/gotasks/gotasks/backends/database"
+	"github.com/gotasks/gotasks/dashboard"
 	"github.com/gotasks/gotasks/examples/webapp/app"
 	"github.com/gotasks/gotasks/tasks"
 )
@@ -64,10 +70,18 @@ func run() error {
 	}
 	a := &app.App{DB: b.DB(), Mailer: app.LogMailer{Logger: log}, Payments: &app.FakePayments{}, Logger: log}
 
-	srv := &http.Server{Addr: *addr, Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// The shop's API, and the task dashboard mounted under a prefix behind
+	// the application's own auth (here basic auth).
+	mux := http.NewServeMux()
+	mux.Handle("/", a.Handler())
+	dash := dashboard.New(b, dashboard.Options{Title: "Shop tasks"})
+	mux.Handle("/admin/tasks/", adminOnly(os.Getenv("WEBAPP_ADMIN_AUTH"), http.StripPrefix("/admin/tasks", dash)))
+
+	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("web: listening", "addr", "http://"+*addr, "database", *dsn, "dialect", b.Dialect())
+	log.Info("web: listening", "addr", "http://"+*addr, "dashboard", "http://"+*addr+"/admin/tasks/",
+		"database", database.RedactDSN(*dsn), "dialect", b.Dialect())
 
 	select {
 	case err := <-errc:
@@ -80,4 +94,21 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// adminOnly lets through the requests with the basic-auth credentials
+// creds ("user:password"), compared in constant time; with no credentials
+// configured it refuses every request.
+func adminOnly(creds string, next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(creds))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		got := sha256.Sum256([]byte(user + ":" + pass))
+		if creds == "" || !ok || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="shop admin"`)
+			http.Error(w, "admin only (set WEBAPP_ADMIN_AUTH=user:password)", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
