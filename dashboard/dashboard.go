@@ -39,8 +39,9 @@
 // return values and error messages are shown as text, never as markup) and
 // sends a Content-Security-Policy that allows only its own script and style.
 // Every request that changes something is a POST carrying a CSRF token (an
-// HMAC of a timestamp under Options.CSRFKey, in a hidden form field) and is
-// also checked by net/http.CrossOriginProtection (Sec-Fetch-Site / Origin).
+// HMAC under Options.CSRFKey of a timestamp and of a random cookie the
+// dashboard gives each browser, in a hidden form field) and is also checked
+// by net/http.CrossOriginProtection (Sec-Fetch-Site / Origin).
 // Options.ReadOnly hides the buttons and refuses every POST with 403. The
 // handler never shows the backend's DSN or any connection detail: database
 // errors are logged, and the page says only that the operation failed.

@@ -283,6 +283,9 @@ func TestCSRF(t *testing.T) {
 		runAll(t, bu.b)
 		tok := bu.csrf(t, "tasks/"+id)
 		retry := "tasks/" + id + "/retry"
+		// A token served to another browser (its own binding cookie).
+		elsewhere := *bu
+		elsewhere.client = newClient(t)
 
 		for _, c := range []struct {
 			name string
@@ -292,6 +295,7 @@ func TestCSRF(t *testing.T) {
 			{"NoToken", url.Values{}, nil},
 			{"ForgedToken", url.Values{"csrf_token": {strings.ToUpper(tok)}}, nil},
 			{"OtherHandlersToken", url.Values{"csrf_token": {serve(t, bu.b, dashboard.Options{}).csrf(t, "tasks/"+id)}}, nil},
+			{"AnotherBrowsersToken", url.Values{"csrf_token": {elsewhere.csrf(t, "tasks/"+id)}}, nil},
 			{"CrossSite", url.Values{"csrf_token": {tok}}, http.Header{"Sec-Fetch-Site": {"cross-site"}}},
 			{"OtherOrigin", url.Values{"csrf_token": {tok}}, http.Header{"Origin": {"https://evil.example"}}},
 		} {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
@@ -93,10 +94,22 @@ func serve(t *testing.T, b *database.Backend, opts dashboard.Options) *bundle {
 	t.Cleanup(srv.Close)
 	return &bundle{
 		b: b, srv: srv, base: srv.URL + prefix + "/",
-		client: &http.Client{
-			Timeout:       10 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client: newClient(t),
+	}
+}
+
+// newClient returns a browser-like client: it keeps cookies (the CSRF
+// binding cookie) and does not follow redirects.
+func newClient(t *testing.T) *http.Client {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{
+		Timeout:       10 * time.Second,
+		Jar:           jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 

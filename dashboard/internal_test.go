@@ -50,24 +50,28 @@ func TestCSRFToken(t *testing.T) {
 	h := &Handler{key: []byte("k1")}
 	other := &Handler{key: []byte("k2")}
 	now := time.Now()
-	tok := h.csrfToken(now)
+	const browser = "0123456789abcdef0123456789abcdef"
+	tok := h.csrfToken(browser, now)
 	for _, c := range []struct {
-		name string
-		h    *Handler
-		tok  string
-		at   time.Time
-		want bool
+		name    string
+		h       *Handler
+		tok     string
+		binding string
+		at      time.Time
+		want    bool
 	}{
-		{"Fresh", h, tok, now, true},
-		{"HoursLater", h, tok, now.Add(20 * time.Hour), true},
-		{"Expired", h, tok, now.Add(csrfMaxAge + time.Second), false},
-		{"FromTheFuture", h, h.csrfToken(now.Add(time.Hour)), now, false},
-		{"OtherKey", other, tok, now, false},
-		{"Empty", h, "", now, false},
-		{"Garbage", h, "not-a-token", now, false},
-		{"Truncated", h, tok[:len(tok)-2], now, false},
+		{"Fresh", h, tok, browser, now, true},
+		{"HoursLater", h, tok, browser, now.Add(20 * time.Hour), true},
+		{"Expired", h, tok, browser, now.Add(csrfMaxAge + time.Second), false},
+		{"FromTheFuture", h, h.csrfToken(browser, now.Add(time.Hour)), browser, now, false},
+		{"OtherKey", other, tok, browser, now, false},
+		{"OtherBrowser", h, tok, "fedcba9876543210fedcba9876543210", now, false},
+		{"NoCookie", h, tok, "", now, false},
+		{"Empty", h, "", browser, now, false},
+		{"Garbage", h, "not-a-token", browser, now, false},
+		{"Truncated", h, tok[:len(tok)-2], browser, now, false},
 	} {
-		if got := c.h.csrfValid(c.tok, c.at); got != c.want {
+		if got := c.h.csrfValid(c.tok, c.binding, c.at); got != c.want {
 			t.Errorf("%s: csrfValid = %v, want %v", c.name, got, c.want)
 		}
 	}

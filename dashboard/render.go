@@ -67,17 +67,27 @@ type page struct {
 	AssetVersion string
 	Now          time.Time
 	Data         any
+
+	// csrfCookie is a new binding cookie value to set with the page (see
+	// csrfBinding); empty when the browser has one.
+	csrfCookie string
 }
 
 func (h *Handler) newPage(r *http.Request, nav, title string, data any) *page {
 	q := r.URL.Query()
+	binding, fresh := csrfBinding(r)
+	newCookie := ""
+	if fresh {
+		newCookie = binding
+	}
 	return &page{
 		AppTitle:     h.opts.Title,
 		Title:        title,
 		Nav:          nav,
 		Root:         rootOf(r.URL.Path),
 		ReadOnly:     h.opts.ReadOnly,
-		CSRF:         h.csrfToken(time.Now()),
+		CSRF:         h.csrfToken(binding, time.Now()),
+		csrfCookie:   newCookie,
 		Flash:        q.Get("flash"),
 		FlashError:   q.Get("flash_kind") == "error",
 		Backend:      h.b.Name(),
@@ -96,6 +106,9 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, name 
 		h.log.ErrorContext(r.Context(), "dashboard: render", "page", name, "error", err)
 		http.Error(w, "internal error (see the server log)", http.StatusInternalServerError)
 		return
+	}
+	if p.csrfCookie != "" {
+		setCSRFCookie(w, r, p.csrfCookie)
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
