@@ -56,6 +56,8 @@ func (h *Handler) actionError(ctx context.Context, what string, err error) strin
 		return "only FAILED or CANCELLED tasks can be retried"
 	case errors.Is(err, database.ErrNotDeletable):
 		return "only finished tasks can be deleted"
+	case errors.Is(err, tasks.ErrNotCancellable):
+		return "only READY tasks can be cancelled"
 	case errors.Is(err, tasks.ErrResultNotFound):
 		return "no such task"
 	}
@@ -138,12 +140,7 @@ func (h *Handler) taskAction(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case "cancel":
-		var res database.BulkResult
-		if res, err = h.b.CancelTasks(ctx, []string{id}); err == nil {
-			if res.Affected == 0 {
-				h.back(w, r, self, "Only READY tasks can be cancelled.", true)
-				return
-			}
+		if err = h.b.Cancel(ctx, id); err == nil {
 			h.back(w, r, self, "Task cancelled.", false)
 			return
 		}

@@ -54,15 +54,6 @@ func (b *Backend) PauseQueue(ctx context.Context, queue string) error {
 	if err := checkQueueName(queue); err != nil {
 		return err
 	}
-	qs, err := b.store.queueStates(ctx, b.db.DB)
-	if err != nil {
-		return b.wrapErr("pause queue", err)
-	}
-	for _, q := range qs {
-		if q.Name == queue && q.Paused {
-			return nil
-		}
-	}
 	t := now()
 	unlock := b.writeLock()
 	defer unlock()

@@ -60,12 +60,12 @@ func (b *Backend) Cancel(ctx context.Context, id string) error {
 		}
 		unlock = b.writeLock()
 	}
-	cancelled, err := b.store.cancel(ctx, b.queryer(ctx), id, t)
+	done, err := b.store.cancelMany(ctx, b.queryer(ctx), []string{id}, t)
 	unlock()
 	if err != nil {
 		return b.wrapErr("cancel", err)
 	}
-	if cancelled {
+	if len(done) == 1 {
 		b.hub.finished(id)
 		return nil
 	}
@@ -76,7 +76,9 @@ func (b *Backend) Cancel(ctx context.Context, id string) error {
 	return fmt.Errorf("backend %q: cancel %q (%s): %w", b.Name(), id, r.Status, tasks.ErrNotCancellable)
 }
 
-// Filter selects results for List. Zero fields match everything.
+// Filter selects results for List. Zero fields match everything. (The
+// admin API's TaskFilter has more fields and takes several values per
+// field.)
 type Filter struct {
 	TaskName    string
 	Statuses    []tasks.Status
@@ -89,14 +91,34 @@ type Filter struct {
 	Limit int
 }
 
-// List returns this backend's results that match f, newest first.
+// taskFilter is f as a TaskFilter. EnqueuedAfter is exclusive here and
+// inclusive there: stored times have microseconds, so the next microsecond
+// is the same bound.
+func (f Filter) taskFilter() TaskFilter {
+	tf := TaskFilter{Statuses: f.Statuses, Creator: f.Creator, VerboseName: f.VerboseName,
+		EnqueuedBefore: f.EnqueuedBefore}
+	if f.TaskName != "" {
+		tf.TaskNames = []string{f.TaskName}
+	}
+	if f.Queue != "" {
+		tf.Queues = []string{f.Queue}
+	}
+	if !f.EnqueuedAfter.IsZero() {
+		tf.EnqueuedAfter = f.EnqueuedAfter.Truncate(time.Microsecond).Add(time.Microsecond)
+	}
+	return tf
+}
+
+// List returns this backend's results that match f, newest first (in
+// enqueue order: see ListTasks, of which it is the one-page form). Inside
+// the application's or RunInTx's transaction it reads that transaction.
 func (b *Backend) List(ctx context.Context, f Filter) ([]*tasks.RawResult, error) {
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 100
 	}
 	limit = min(limit, 10000)
-	rows, err := b.store.list(ctx, b.queryer(ctx), f, limit)
+	rows, err := b.store.adminList(ctx, b.queryer(ctx), ListParams{TaskFilter: f.taskFilter()}, nil, limit)
 	if err != nil {
 		return nil, b.wrapErr("list", err)
 	}

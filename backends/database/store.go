@@ -74,12 +74,6 @@ type store interface {
 
 	// get returns the backend's row id (sql.ErrNoRows when there is none).
 	get(ctx context.Context, q querier, id string) (*row, error)
-	// list returns the backend's rows that match f, newest first, at most
-	// limit.
-	list(ctx context.Context, q querier, f Filter, limit int) ([]*row, error)
-	// cancel makes the backend's task id CANCELLED, finished at at, if it
-	// is READY, and reports whether it did.
-	cancel(ctx context.Context, q querier, id string, at time.Time) (bool, error)
 
 	// pruneBatch deletes at most limit rows of a prune phase, oldest first,
 	// skipping rows another prune holds, and counts them by status.
@@ -114,8 +108,9 @@ type store interface {
 	queueNames(ctx context.Context, q querier) ([]string, error)
 	// queueStates lists the queues with a pause row (paused or resumed).
 	queueStates(ctx context.Context, q querier) ([]QueueInfo, error)
-	// setPaused pauses queue at at, or resumes it (at nil) and wakes idle
-	// workers where the store has featNotify.
+	// setPaused pauses queue at at (a paused queue keeps its first pause
+	// time), or resumes it (at nil) and wakes idle workers where the store
+	// has featNotify.
 	setPaused(ctx context.Context, q querier, queue string, at *time.Time) error
 	// retry makes the FAILED and CANCELLED tasks among ids READY, due at
 	// at (see RetryTask), wakes idle workers (featNotify), and returns the

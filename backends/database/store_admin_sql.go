@@ -339,6 +339,12 @@ const pausedQueuesSQL = `SELECT name, paused_at FROM gotasks_queue WHERE backend
 // is the backend in every claim statement).
 const pausedFilter = ` AND queue NOT IN (SELECT name FROM gotasks_queue WHERE backend = $1 AND paused_at IS NOT NULL)`
 
+// keepFirstPause is the paused_at an upsert of gotasks_queue sets: NULL
+// for a resume, else the first pause time of the queue (the new one when
+// it was not paused).
+const keepFirstPause = `CASE WHEN excluded.paused_at IS NULL THEN NULL
+	ELSE COALESCE(gotasks_queue.paused_at, excluded.paused_at) END`
+
 // workersSQL lists the backend's registered workers. $1 backend.
 const workersSQL = `SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at, running
 	FROM gotasks_worker WHERE backend = $1 ORDER BY started_at, id`

@@ -145,9 +145,13 @@ var storeAdminCases = []storeCase{
 		if rows := fx.claim(now(), 10, "w1"); len(rows) != 1 || rows[0].Queue != "fast" {
 			t.Fatalf("claimed %d rows; want only the fast queue's", len(rows))
 		}
+		later := at.Add(time.Hour) // pausing again keeps the first pause time
+		if err := fx.st.setPaused(fx.ctx, fx.db, "slow", &later); err != nil {
+			t.Fatal(err)
+		}
 		states, err := fx.st.queueStates(fx.ctx, fx.db)
-		if err != nil || len(states) != 1 || !states[0].Paused || states[0].Name != "slow" {
-			t.Errorf("queue states %+v (err %v)", states, err)
+		if err != nil || len(states) != 1 || !states[0].Paused || states[0].Name != "slow" || !states[0].PausedAt.Equal(at) {
+			t.Errorf("queue states %+v (err %v); want slow paused at %v", states, err, at)
 		}
 		if err := fx.st.setPaused(fx.ctx, fx.db, "slow", nil); err != nil {
 			t.Fatal(err)

@@ -52,10 +52,11 @@ func (s *pgStore) registerWorker(ctx context.Context, q querier, w WorkerInfo) e
 	return err
 }
 
-// pgSetPausedSQL pauses ($3 a time) or resumes ($3 NULL) a queue; a resume
-// wakes idle workers. $1 backend, $2 queue.
+// pgSetPausedSQL pauses ($3 a time; a paused queue keeps its first pause
+// time) or resumes ($3 NULL) a queue; a resume wakes idle workers. $1
+// backend, $2 queue.
 const pgSetPausedSQL = `WITH u AS (INSERT INTO gotasks_queue (backend, name, paused_at) VALUES ($1, $2, $3)
-	ON CONFLICT (backend, name) DO UPDATE SET paused_at = EXCLUDED.paused_at RETURNING paused_at)
+	ON CONFLICT (backend, name) DO UPDATE SET paused_at = ` + keepFirstPause + ` RETURNING paused_at)
 SELECT count(*) FROM u, LATERAL (SELECT pg_notify('` + wakeChannel + `', $1::text) WHERE u.paused_at IS NULL) n`
 
 func (s *pgStore) setPaused(ctx context.Context, q querier, queue string, at *time.Time) error {

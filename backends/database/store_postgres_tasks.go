@@ -163,24 +163,6 @@ func (s *pgStore) get(ctx context.Context, q querier, id string) (*row, error) {
 	return getRow(ctx, q, id, s.backend())
 }
 
-func (s *pgStore) list(ctx context.Context, q querier, f Filter, limit int) ([]*row, error) {
-	query, args := listQuery(s.backend(), f, limit, func(t time.Time) any { return t.UTC() })
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	return scanResults(rows)
-}
-
-func (s *pgStore) cancel(ctx context.Context, q querier, id string, at time.Time) (bool, error) {
-	res, err := q.ExecContext(ctx, cancelSQL, at.UTC(), id, s.backend())
-	if err != nil {
-		return false, err
-	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
-}
-
 // pruneFilter returns the conditions and arguments of a prune phase: $3 the
 // queues when filtered.
 func (s *pgStore) pruneFilter(ph prunePhase, queues []string) (string, []any) {

@@ -30,55 +30,8 @@ func prefixed(p string) string {
 // getSQL selects one result of a backend. $1 id, $2 backend.
 const getSQL = `SELECT ` + resultColumns + ` FROM gotasks_task WHERE id = $1 AND backend = $2`
 
-// cancelSQL cancels a READY task. $1 finished_at, $2 id, $3 backend.
-const cancelSQL = `UPDATE gotasks_task SET status = 'CANCELLED', finished_at = $1
-		WHERE id = $2 AND backend = $3 AND status = 'READY'`
-
 // appliedMigrationsSQL lists the migrations bun's migrator recorded.
 const appliedMigrationsSQL = `SELECT name FROM ` + migrationsTable
-
-// listQuery builds List's statement for backend and f; ts encodes a time
-// as the store sends it.
-func listQuery(backend string, f Filter, limit int, ts func(time.Time) any) (string, []any) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", fmt.Sprintf("$%d", len(args))))
-	}
-	add("backend = ?", backend)
-	if f.TaskName != "" {
-		add("task_name = ?", f.TaskName)
-	}
-	if f.Queue != "" {
-		add("queue = ?", f.Queue)
-	}
-	if f.VerboseName != "" {
-		add("verbose_name = ?", f.VerboseName)
-	}
-	if f.Creator != "" {
-		add("creator = ?", f.Creator)
-	}
-	if !f.EnqueuedAfter.IsZero() {
-		add("enqueued_at > ?", ts(f.EnqueuedAfter))
-	}
-	if !f.EnqueuedBefore.IsZero() {
-		add("enqueued_at < ?", ts(f.EnqueuedBefore))
-	}
-	if len(f.Statuses) > 0 {
-		ph := make([]string, len(f.Statuses))
-		for i, s := range f.Statuses {
-			args = append(args, string(s))
-			ph[i] = fmt.Sprintf("$%d", len(args))
-		}
-		where = append(where, "status IN ("+strings.Join(ph, ",")+")")
-	}
-	q := fmt.Sprintf("SELECT %s FROM gotasks_task WHERE %s ORDER BY enqueued_at DESC, id DESC LIMIT %d",
-		resultColumns, strings.Join(where, " AND "), limit)
-	return q, args
-}
 
 // pruneWhere returns the conditions of a prune phase shared by the dry run
 // and the delete, before the queue filter: $1 backend, $2 cutoff.

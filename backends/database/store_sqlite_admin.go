@@ -53,10 +53,10 @@ func (s *sqliteStore) registerWorker(ctx context.Context, q querier, w WorkerInf
 	return err
 }
 
-// sqliteSetPausedSQL pauses ($3 a time) or resumes ($3 NULL) a queue. $1
-// backend, $2 queue.
+// sqliteSetPausedSQL pauses ($3 a time; a paused queue keeps its first
+// pause time) or resumes ($3 NULL) a queue. $1 backend, $2 queue.
 const sqliteSetPausedSQL = `INSERT INTO gotasks_queue (backend, name, paused_at) VALUES ($1, $2, $3)
-	ON CONFLICT (backend, name) DO UPDATE SET paused_at = excluded.paused_at`
+	ON CONFLICT (backend, name) DO UPDATE SET paused_at = ` + keepFirstPause
 
 func (s *sqliteStore) setPaused(ctx context.Context, q querier, queue string, at *time.Time) error {
 	var p any

@@ -62,24 +62,6 @@ func (s *sqliteStore) get(ctx context.Context, q querier, id string) (*row, erro
 	return getRow(ctx, s.sq(q), id, s.backend())
 }
 
-func (s *sqliteStore) list(ctx context.Context, q querier, f Filter, limit int) ([]*row, error) {
-	query, args := listQuery(s.backend(), f, limit, s.ts)
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	return scanResults(rows)
-}
-
-func (s *sqliteStore) cancel(ctx context.Context, q querier, id string, at time.Time) (bool, error) {
-	res, err := q.ExecContext(ctx, cancelSQL, s.ts(at), id, s.backend())
-	if err != nil {
-		return false, err
-	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
-}
-
 // pruneFilter returns the conditions and arguments of a prune phase: $3 the
 // queues when filtered.
 func (s *sqliteStore) pruneFilter(ph prunePhase, queues []string) (string, []any) {
