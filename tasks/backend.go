@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -94,6 +95,10 @@ type EnqueueRequest struct {
 	Repeat time.Duration
 	// RepeatUntil ends a repeating chain (WithRepeatUntil); zero for never.
 	RepeatUntil time.Time
+	// Metadata is the task's metadata (WithMetadata, and what enqueue
+	// middleware set with SetMetadata); nil for none. It is stored with
+	// the task and returned with its result.
+	Metadata map[string]string
 }
 
 // NewRawResult returns the READY result a backend stores for req, enqueued at
@@ -118,6 +123,7 @@ func (req *EnqueueRequest) NewRawResult(backend string, now time.Time) *RawResul
 		VerboseName: req.VerboseName,
 		Creator:     req.Creator,
 		Repeat:      req.Repeat,
+		Metadata:    maps.Clone(req.Metadata),
 	}
 	if !req.RepeatUntil.IsZero() {
 		u := req.RepeatUntil.UTC()
@@ -166,4 +172,29 @@ type Waiter interface {
 // case Enqueue inserts inside it instead of being deferred to commit.
 type TxJoiner interface {
 	JoinsTx(ctx context.Context) bool
+}
+
+// QueueDepth is how much work waits in one queue of a backend.
+type QueueDepth struct {
+	// Queue is the queue's name.
+	Queue string
+	// Ready counts the READY tasks that are due (waiting for a worker).
+	Ready int64
+	// Scheduled counts the READY tasks deferred into the future (retries
+	// waiting for their backoff included).
+	Scheduled int64
+	// Running counts the RUNNING tasks.
+	Running int64
+	// OldestDue is when the longest-waiting due READY task became due;
+	// zero when Ready is 0. Now minus OldestDue is the queue's age.
+	OldestDue time.Time
+}
+
+// DepthReader is implemented by backends that can count the waiting tasks
+// of each queue cheaply enough to be read at every metrics scrape (the
+// database and dummy backends).
+type DepthReader interface {
+	// QueueDepths returns one entry per queue that has READY or RUNNING
+	// tasks, sorted by queue name.
+	QueueDepths(ctx context.Context) ([]QueueDepth, error)
 }

@@ -229,7 +229,12 @@ func RunAttempt(ctx context.Context, rec *RawResult, cfg AttemptConfig, finish f
 			done(nil, ErrGoexit)
 		}
 	}()
-	out, err := execute(context.WithValue(ctx, taskContextKey{}, tc), rec, r, pol.Timeout)
+	var x *Execution
+	mws := middlewareOf(cfg.Backend)
+	if len(mws) > 0 {
+		x = &Execution{TaskContext: *tc, Args: rec.Args, Priority: rec.Priority, RunAfter: rec.RunAfter, cfg: cfg, pol: pol}
+	}
+	out, err := execute(context.WithValue(ctx, taskContextKey{}, tc), rec, r, pol.Timeout, mws, x)
 	returned = true
 	done(out, err)
 }
@@ -336,31 +341,45 @@ func classify(number int, pol Policy, out json.RawMessage, err error, end time.T
 }
 
 // execute runs the function of rec (r, its registered definition; nil when
-// the name is unknown) with timeout applied. The returned error
-// is safe to use: never a panic, never a typed nil.
-func execute(ctx context.Context, rec *RawResult, r Runner, timeout time.Duration) (json.RawMessage, error) {
-	if r == nil {
-		return nil, &UnknownTaskError{Name: rec.TaskName, Binary: binaryName()}
-	}
+// the name is unknown) with timeout applied, inside the execution
+// middleware mws (x describes the attempt to them; nil without
+// middleware). The returned error is safe to use: never a panic, never a
+// typed nil.
+func execute(ctx context.Context, rec *RawResult, r Runner, timeout time.Duration, mws []Middleware, x *Execution) (json.RawMessage, error) {
 	runCtx := ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		runCtx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	out, err := runRecovered(runCtx, r, rec.Args)
-	if err != nil && timeout > 0 && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
-		if _, isPanic := err.(*PanicError); !isPanic {
-			err = &TimeoutError{Timeout: timeout, Err: err}
+	var out json.RawMessage
+	last := func(taskCtx context.Context) error {
+		if r == nil {
+			return &UnknownTaskError{Name: rec.TaskName, Binary: binaryName()}
 		}
+		o, err := runRecovered(taskCtx, r, rec.Args)
+		if err != nil && timeout > 0 && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+			if _, isPanic := err.(*PanicError); !isPanic {
+				err = &TimeoutError{Timeout: timeout, Err: err}
+			}
+		}
+		out = o
+		return err
 	}
-	return out, err
+	err := executeChain(runCtx, mws, x, last)
+	switch {
+	case err != nil:
+		return nil, err
+	case out == nil: // a middleware turned a failure into a success
+		return json.RawMessage("null"), nil
+	}
+	return out, nil
 }
 
 func runRecovered(ctx context.Context, r Runner, args json.RawMessage) (out json.RawMessage, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			out, err = nil, &PanicError{Value: v, Stack: string(debug.Stack())}
+			out, err = nil, newPanicError(v)
 		}
 	}()
 	out, err = r.RunJSON(ctx, args)
@@ -368,6 +387,12 @@ func runRecovered(ctx context.Context, r Runner, args json.RawMessage) (out json
 		err = usableError(err)
 	}
 	return out, err
+}
+
+// newPanicError records the panic value v with the stack of the panicking
+// goroutine (call it in the deferred function that recovered v).
+func newPanicError(v any) *PanicError {
+	return &PanicError{Value: v, Stack: string(debug.Stack())}
 }
 
 // usableError returns err, or a *BadErrorValue when err is a typed nil

@@ -23,6 +23,10 @@ type BackendConfig struct {
 	Backoff Backoff
 	// Log is the backend's logger (see Logger); nil means slog.Default().
 	Log *slog.Logger
+	// Middleware wraps the enqueues and executions of the backend's tasks,
+	// inside the global middleware of Use (see Middleware and
+	// WithMiddleware).
+	Middleware []Middleware
 }
 
 // Logger returns the backend's logger: Log, else slog.Default(). It logs

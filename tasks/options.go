@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 )
@@ -33,6 +34,9 @@ type options struct {
 	creator     string
 	repeat      time.Duration
 	repeatUntil time.Time
+	// metadata is shared by copies of the options: WithMetadata replaces
+	// it with a merged copy, never changes it in place.
+	metadata map[string]string
 	// backoffSet records WithBackoff in Using, which cannot be honoured.
 	backoffSet bool
 }
@@ -85,6 +89,20 @@ func WithVerboseName(s string) Option { return func(o *options) { o.verboseName 
 // "user:42", with the result.
 func WithCreator(s string) Option { return func(o *options) { o.creator = s } }
 
+// WithMetadata adds entries to the metadata stored with the task (see
+// RawResult.Metadata), on top of those already set: at definition for
+// every enqueue, or per call with Using. An entry with an empty value is
+// stored as such. Metadata is limited to MaxMetadataEntries entries and
+// MaxMetadataBytes bytes, in valid UTF-8.
+func WithMetadata(md map[string]string) Option {
+	return func(o *options) {
+		merged := make(map[string]string, len(o.metadata)+len(md))
+		maps.Copy(merged, o.metadata)
+		maps.Copy(merged, md)
+		o.metadata = merged
+	}
+}
+
 // WithRepeat makes the task repeat every interval after each successful run
 // (django-background-tasks' repeat), until the time set by WithRepeatUntil.
 // It requires a backend with CanRepeat. Zero makes it a one-off task.
@@ -130,6 +148,9 @@ func (o *options) validate() error {
 	}
 	if len(o.creator) > 255 {
 		return invalidf("creator is longer than 255 bytes")
+	}
+	if err := checkMetadata(o.metadata); err != nil {
+		return err
 	}
 	return nil
 }

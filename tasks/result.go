@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 )
@@ -116,6 +117,10 @@ type RawResult struct {
 	Repeat time.Duration `json:"repeat,omitempty"`
 	// RepeatUntil ends a repeating chain; nil repeats forever.
 	RepeatUntil *time.Time `json:"repeat_until,omitempty"`
+	// Metadata is the small string map stored with the task at enqueue
+	// (WithMetadata, enqueue middleware), such as the W3C traceparent of
+	// the request that enqueued it; nil for none.
+	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
 // Clone returns a deep copy of r.
@@ -132,6 +137,7 @@ func (r *RawResult) Clone() *RawResult {
 	c.FinishedAt = clonePtr(r.FinishedAt)
 	c.LastAttemptedAt = clonePtr(r.LastAttemptedAt)
 	c.RepeatUntil = clonePtr(r.RepeatUntil)
+	c.Metadata = maps.Clone(r.Metadata)
 	return &c
 }
 

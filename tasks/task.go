@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 )
 
@@ -131,7 +132,14 @@ func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], e
 			return nil, err
 		}
 	}
-	raws, err := submit(ctx, b, t.opts.onCommit, reqs)
+	raws, err := enqueueChain(ctx, backendMiddleware(b), reqs, func(ctx context.Context, reqs []*EnqueueRequest) ([]*RawResult, error) {
+		for _, r := range reqs {
+			if err := checkMetadata(r.Metadata); err != nil {
+				return nil, fmt.Errorf("task %q: %w", r.TaskName, err)
+			}
+		}
+		return submit(ctx, b, t.opts.onCommit, reqs)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +260,7 @@ func (t *Task[A, R]) request(args A, now time.Time) (*EnqueueRequest, error) {
 		Creator:     o.creator,
 		Repeat:      o.repeat,
 		RepeatUntil: o.repeatUntil,
+		Metadata:    maps.Clone(o.metadata),
 	}
 	if o.delay > 0 {
 		req.RunAfter = now.Add(o.delay)

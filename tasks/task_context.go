@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 )
@@ -47,6 +48,9 @@ type TaskContext struct {
 	// AttemptStartedAt is when this attempt started (UTC); StartedAt on the
 	// first attempt.
 	AttemptStartedAt time.Time
+	// Metadata is the task's metadata (see RawResult.Metadata); nil for
+	// none. It is the task's own copy.
+	Metadata map[string]string
 	// Logger is the backend's logger (slog.Default() unless configured) with
 	// the attributes task, task_id, attempt, max_attempts, queue, backend
 	// and worker_id.
@@ -107,6 +111,7 @@ func newTaskContext(rec *RawResult, cfg AttemptConfig, pol Policy, log *slog.Log
 		Queue:       rec.Queue,
 		BackendName: rec.Backend,
 		EnqueuedAt:  rec.EnqueuedAt,
+		Metadata:    maps.Clone(rec.Metadata),
 		backend:     cfg.Running,
 	}
 	if !pol.Retries {
