@@ -166,7 +166,9 @@ func backendMiddleware(b Backend) []Middleware {
 }
 
 // BackendMiddleware returns the backend's own middleware (WithMiddleware),
-// without the global ones.
+// without the global ones. The core finds a backend's middleware through
+// this method, which backends get by embedding BackendConfig: a backend
+// that wraps another must forward it.
 func (c *BackendConfig) BackendMiddleware() []Middleware { return slices.Clip(c.Middleware) }
 
 // WithMiddleware adds middleware to the backend, inside the global

@@ -101,6 +101,7 @@ const (
 	modeNoRetry   = "no-retry"             // returns tasks.NoRetry of a wrapped *failure
 	modeSnooze    = "snooze"               // snoozes N seconds on attempt 1 (per Key), succeeds after
 	modeFollowUp  = "follow-up"            // enqueues otherTask (no backend of its own; delayed N seconds), returns its id
+	modeTrace     = "trace"                // appends "task" to the *traceLog in its context (see middleware.go)
 )
 
 // args are the arguments of the suite's tasks.
@@ -206,6 +207,14 @@ func work(ctx context.Context, a args) (out, error) {
 			return out{}, fmt.Errorf("not yet: %w", tasks.Snooze(time.Duration(a.N)*time.Second))
 		}
 		return out{Echo: a.Text, N: a.N}, nil
+	case modeTrace:
+		l, ok := ctx.Value(traceKey{}).(*traceLog)
+		if !ok {
+			return out{}, errors.New("backendtest: the middleware's context value did not reach the task")
+		}
+		tc, _ := tasks.FromContext(ctx)
+		l.add("task " + tc.Metadata["backendtest.key"])
+		return out{Echo: a.Text}, nil
 	case modeFollowUp:
 		task := otherTask // no WithBackend: the backend running this task
 		if a.N > 0 {

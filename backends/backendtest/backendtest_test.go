@@ -25,6 +25,12 @@ type limited struct {
 
 func (l limited) Capabilities() tasks.Capabilities { return l.caps }
 
+// BackendMiddleware forwards the wrapped backend's middleware, which the
+// interface embedding would hide.
+func (l limited) BackendMiddleware() []tasks.Middleware {
+	return l.Backend.(interface{ BackendMiddleware() []tasks.Middleware }).BackendMiddleware()
+}
+
 func (l limited) Cancel(ctx context.Context, id string) error {
 	if !l.caps.Has(tasks.CanCancel) {
 		return fmt.Errorf("cancel: %w", tasks.ErrNotSupported)

@@ -47,6 +47,12 @@ var suite = []testCase{
 	{"NoRetry", testNoRetry},
 	{"Snooze", testSnooze},
 	{"FollowUp", testFollowUp},
+	{"MiddlewareOrder", testMiddlewareOrder},
+	{"MiddlewareOutcome", testMiddlewareOutcome},
+	{"MiddlewareRecover", testMiddlewareRecover},
+	{"EnqueueMiddlewareError", testEnqueueMiddlewareError},
+	{"Metadata", testMetadata},
+	{"InvalidMetadata", testInvalidMetadata},
 }
 
 // testLifecycle: enqueue → READY (or finished inline) → SUCCESSFUL, with
