@@ -352,21 +352,15 @@ func execute(ctx context.Context, rec *RawResult, r Runner, timeout time.Duratio
 		runCtx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	var out json.RawMessage
-	last := func(taskCtx context.Context) error {
-		if r == nil {
-			return &UnknownTaskError{Name: rec.TaskName, Binary: binaryName()}
-		}
-		o, err := runRecovered(taskCtx, r, rec.Args)
-		if err != nil && timeout > 0 && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
-			if _, isPanic := err.(*PanicError); !isPanic {
-				err = &TimeoutError{Timeout: timeout, Err: err}
-			}
-		}
-		out = o
-		return err
+	if len(mws) == 0 { // the common case, without a closure
+		return runTask(ctx, runCtx, runCtx, rec, r, timeout)
 	}
-	err := executeChain(runCtx, mws, x, last)
+	var out json.RawMessage
+	err := executeChain(runCtx, mws, x, func(taskCtx context.Context) error {
+		var err error
+		out, err = runTask(ctx, runCtx, taskCtx, rec, r, timeout)
+		return err
+	})
 	switch {
 	case err != nil:
 		return nil, err
@@ -374,6 +368,22 @@ func execute(ctx context.Context, rec *RawResult, r Runner, timeout time.Duratio
 		return json.RawMessage("null"), nil
 	}
 	return out, nil
+}
+
+// runTask runs the function of rec with taskCtx, derived by middleware from
+// runCtx, which is ctx with the attempt's timeout. An error after the
+// timeout fired (and not because ctx ended) is a *TimeoutError.
+func runTask(ctx, runCtx, taskCtx context.Context, rec *RawResult, r Runner, timeout time.Duration) (json.RawMessage, error) {
+	if r == nil {
+		return nil, &UnknownTaskError{Name: rec.TaskName, Binary: binaryName()}
+	}
+	out, err := runRecovered(taskCtx, r, rec.Args)
+	if err != nil && timeout > 0 && ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+		if _, isPanic := err.(*PanicError); !isPanic {
+			err = &TimeoutError{Timeout: timeout, Err: err}
+		}
+	}
+	return out, err
 }
 
 func runRecovered(ctx context.Context, r Runner, args json.RawMessage) (out json.RawMessage, err error) {
