@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"context"
 	"encoding/json"
+	"html/template"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,8 +21,8 @@ import (
 )
 
 // fixture is a backend with six tasks on two queues: on "default" two
-// SUCCESSFUL ones, on "emails" two FAILED (one returned an error, one
-// panicked), a CANCELLED and a READY one.
+// SUCCESSFUL ones (the first with metadata), on "emails" two FAILED (one
+// returned an error, one panicked), a CANCELLED and a READY one.
 type fixture struct {
 	*bundle
 	ok, ok2, failed, panicked, cancelled, ready string
@@ -31,7 +32,8 @@ func seed(t *testing.T, dsn string, opts dashboard.Options) *fixture {
 	t.Helper()
 	bu := setup(t, dsn, opts)
 	fx := &fixture{bundle: bu}
-	fx.ok = enqueue(t, bu.b, echoTask, "hello", tasks.WithCreator("user:1"), tasks.WithVerboseName("Say hello")).ID
+	fx.ok = enqueue(t, bu.b, echoTask, "hello", tasks.WithCreator("user:1"), tasks.WithVerboseName("Say hello"),
+		tasks.WithMetadata(map[string]string{"tenant": "acme", "request-id": "r-42", "note": ""})).ID
 	fx.ok2 = enqueue(t, bu.b, echoTask, "again").ID
 	fx.failed = enqueue(t, bu.b, failTask, "first", tasks.WithQueue("emails")).ID
 	fx.panicked = enqueue(t, bu.b, panicTask, "second", tasks.WithQueue("emails")).ID
@@ -46,6 +48,9 @@ func seed(t *testing.T, dsn string, opts dashboard.Options) *fixture {
 }
 
 var rowRE = regexp.MustCompile(`<tr data-id="([^"]+)" data-status="([A-Z]+)">`)
+
+// metaRE matches an entry of the task page's metadata list.
+var metaRE = regexp.MustCompile(`<dt class="mono">([^<]*)</dt><dd class="mono">(.*?)</dd>`)
 
 // rows returns the ids and statuses of the rows of a task list page.
 func rows(body string) map[string]tasks.Status {
@@ -214,6 +219,17 @@ func TestPages(t *testing.T) {
 					t.Errorf("successful task page lacks %q", want)
 				}
 			}
+			// The metadata, a key/value list sorted by key.
+			var meta []string
+			for _, m := range metaRE.FindAllStringSubmatch(body, -1) {
+				meta = append(meta, m[1]+"="+m[2])
+			}
+			if diff := cmp.Diff([]string{"note=" + `<span class="muted">empty</span>`, "request-id=r-42", "tenant=acme"}, meta); diff != "" {
+				t.Errorf("task page's metadata (-want +got):\n%s", diff)
+			}
+			if _, body := fx.get(t, "tasks/"+fx.ok2); strings.Contains(body, `id="metadata"`) {
+				t.Error("the page of a task without metadata has a metadata section")
+			}
 			resp, body = fx.get(t, "tasks/no-such-task")
 			wantCode(t, resp, body, http.StatusNotFound)
 		})
@@ -256,7 +272,8 @@ func TestEscaping(t *testing.T) {
 	const payload = `<script>window.__xss=1</script><img src=x onerror="window.__xss=2">`
 	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
 		bu := setup(t, dsn, dashboard.Options{})
-		id := enqueue(t, bu.b, failTask, payload, tasks.WithCreator(payload), tasks.WithVerboseName(payload), tasks.WithQueue("q<script>")).ID
+		id := enqueue(t, bu.b, failTask, payload, tasks.WithCreator(payload), tasks.WithVerboseName(payload), tasks.WithQueue("q<script>"),
+			tasks.WithMetadata(map[string]string{payload: payload})).ID
 		runAll(t, bu.b)
 		for _, p := range []string{"", "tasks", "tasks/" + id, "queues", "tasks?creator=" + url.QueryEscape(payload), "?flash=" + url.QueryEscape(payload)} {
 			resp, body := bu.get(t, p)
@@ -266,6 +283,10 @@ func TestEscaping(t *testing.T) {
 			}
 		}
 		_, body := bu.get(t, "tasks/"+id)
+		escaped := template.HTMLEscapeString(payload)
+		if want := `<dt class="mono">` + escaped + `</dt><dd class="mono">` + escaped + `</dd>`; !strings.Contains(body, want) {
+			t.Errorf("task page does not show the metadata as text (want %s):\n%s", want, body)
+		}
 		for _, want := range []string{"&lt;script&gt;window.__xss=1&lt;/script&gt;", "boom: \\u003cscript\\u003e", "boom: &lt;script&gt;"} {
 			if strings.Contains(body, want) {
 				return

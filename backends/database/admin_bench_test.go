@@ -2,6 +2,7 @@ package database_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -124,4 +125,54 @@ func adminSeedMillion(b *testing.B, dialect string, n, queues int, now time.Time
 	}
 	b.Logf("seeded %d rows in %v", n, time.Since(start).Round(time.Millisecond))
 	return be
+}
+
+// BenchmarkQueueDepths measures QueueDepths, read at every metrics scrape,
+// over a backlog of READY tasks (half of them due, half deferred; 5 queues;
+// 20 RUNNING) next to 1,000,000 finished tasks, which it never reads:
+//
+//	go test ./backends/database -run '^$' -bench BenchmarkQueueDepths -benchtime 20x
+func BenchmarkQueueDepths(b *testing.B) {
+	for _, dialect := range dbtest.Dialects {
+		b.Run(dialect, func(b *testing.B) {
+			ctx := context.Background()
+			now := time.Now()
+			be := adminSeedMillion(b, dialect, 1_000_000, 5, now)
+			ready := 0
+			for _, backlog := range []int{1_000, 10_000, 100_000} {
+				var reqs []*tasks.EnqueueRequest
+				for ; ready < backlog; ready++ {
+					runAfter := now.Add(-time.Duration(ready) * time.Millisecond)
+					if ready%2 == 1 {
+						runAfter = now.Add(time.Hour)
+					}
+					reqs = append(reqs, &tasks.EnqueueRequest{ID: tasks.NewID(), TaskName: "app.task", Args: []byte(`{}`),
+						Queue: fmt.Sprintf("q%d", ready%5), RunAfter: runAfter, MaxAttempts: 1})
+				}
+				for len(reqs) > 0 {
+					n := min(len(reqs), 10_000)
+					if _, err := be.EnqueueMany(ctx, reqs[:n]); err != nil {
+						b.Fatal(err)
+					}
+					reqs = reqs[n:]
+				}
+				if backlog == 1_000 {
+					if _, err := be.DB().DB.ExecContext(ctx, `UPDATE gotasks_task SET status = 'RUNNING', worker_id = 'w'
+						WHERE id IN (SELECT id FROM gotasks_task WHERE status = 'READY' LIMIT 20)`); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := be.DB().DB.ExecContext(ctx, `ANALYZE`); err != nil {
+					b.Fatal(err)
+				}
+				b.Run(fmt.Sprintf("Ready%d", backlog), func(b *testing.B) {
+					for b.Loop() {
+						if _, err := be.QueueDepths(ctx); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		})
+	}
 }

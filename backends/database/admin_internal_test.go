@@ -13,10 +13,10 @@ import (
 	"github.com/gotasks/gotasks/tasks"
 )
 
-// TestCountByQueueSplit: where Stats splits its count over connections by
+// TestCountFinishedSplit: where Stats splits its count over connections by
 // queue and status (SQLite), the counts are those of the one statement it
 // replaces.
-func TestCountByQueueSplit(t *testing.T) {
+func TestCountFinishedSplit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b, err := Open(ctx, dbtest.SQLiteDSN(t), WithName("split"))
@@ -42,11 +42,11 @@ func TestCountByQueueSplit(t *testing.T) {
 		finished_at = CASE WHEN rowid % 5 < 3 THEN enqueued_at END WHERE rowid % 7 <> 0`); err != nil {
 		t.Fatal(err)
 	}
-	want, err := b.store.queueCounts(ctx, b.db.DB, "")
+	want, err := b.store.finishedCounts(ctx, b.db.DB, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := b.countByQueue(ctx)
+	got, err := b.countFinished(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

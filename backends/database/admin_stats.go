@@ -34,22 +34,22 @@ func (b *Backend) Stats(ctx context.Context, window time.Duration) (*Stats, erro
 	// The four reads are independent: run them at once, on connections of
 	// their own.
 	var (
-		wg                                      sync.WaitGroup
-		counts                                  map[string]map[tasks.Status]int64
-		due                                     map[string]time.Time
-		states                                  []QueueInfo
-		minutes                                 []minuteStatus
-		errCounts, errDue, errStates, errMinute error
+		wg                                         sync.WaitGroup
+		counts                                     map[string]map[tasks.Status]int64
+		depths                                     []tasks.QueueDepth
+		states                                     []QueueInfo
+		minutes                                    []minuteStatus
+		errCounts, errDepths, errStates, errMinute error
 	)
-	wg.Go(func() { counts, errCounts = b.countByQueue(ctx) })
-	wg.Go(func() { due, errDue = b.store.oldestDue(ctx, b.db.DB, at) })
+	wg.Go(func() { counts, errCounts = b.countFinished(ctx) })
+	wg.Go(func() { depths, errDepths = b.store.queueDepths(ctx, b.db.DB, at) })
 	wg.Go(func() { states, errStates = b.store.queueStates(ctx, b.db.DB) })
 	wg.Go(func() { minutes, errMinute = b.store.finishedPerMinute(ctx, b.db.DB, first) })
 	wg.Wait()
 	for _, e := range []struct {
 		what string
 		err  error
-	}{{"counts", errCounts}, {"oldest due", errDue}, {"queues", errStates}, {"finished per minute", errMinute}} {
+	}{{"counts", errCounts}, {"queue depths", errDepths}, {"queues", errStates}, {"finished per minute", errMinute}} {
 		if e.err != nil {
 			return nil, b.wrapErr("stats: "+e.what, e.err)
 		}
@@ -71,9 +71,17 @@ func (b *Backend) Stats(ctx context.Context, window time.Duration) (*Stats, erro
 			q.Counts[s] = n
 		}
 	}
-	for name, t := range due {
-		q := queue(name)
-		q.OldestDue, q.Age = t, max(at.Sub(t), 0)
+	for _, d := range depths {
+		q := queue(d.Queue)
+		if n := d.Ready + d.Scheduled; n > 0 {
+			q.Counts[tasks.StatusReady] = n
+		}
+		if d.Running > 0 {
+			q.Counts[tasks.StatusRunning] = d.Running
+		}
+		if !d.OldestDue.IsZero() {
+			q.OldestDue, q.Age = d.OldestDue, max(at.Sub(d.OldestDue), 0)
+		}
 	}
 	for _, s := range states {
 		if s.Paused {
@@ -113,17 +121,17 @@ func minuteSeries(first, last time.Time, rows []minuteStatus) []MinuteCount {
 	return out
 }
 
-// countByQueue counts the tasks by queue and status.
+// countFinished counts the finished tasks by queue and status (the READY
+// and RUNNING ones are counted by the queue depths).
 //
-// Where a statement runs on one core (featSerialScans: SQLite), the
-// finished tasks are counted one (queue, status) pair per statement, over
-// up to four connections at once: a count(*) of one range of
-// gotasks_task_queue_idx costs SQLite about 40 % less per row than the
-// GROUP BY, and the pairs run side by side. The READY and RUNNING tasks
-// are counted in one statement through the claim and running indexes.
-func (b *Backend) countByQueue(ctx context.Context) (map[string]map[tasks.Status]int64, error) {
+// Where a statement runs on one core (featSerialScans: SQLite), they are
+// counted one (queue, status) pair per statement, over up to four
+// connections at once: a count(*) of one range of gotasks_task_queue_idx
+// costs SQLite about 40 % less per row than the GROUP BY, and the pairs run
+// side by side.
+func (b *Backend) countFinished(ctx context.Context) (map[string]map[tasks.Status]int64, error) {
 	if !b.has(featSerialScans) {
-		return b.store.queueCounts(ctx, b.db.DB, "")
+		return b.store.finishedCounts(ctx, b.db.DB, "")
 	}
 	names, err := b.store.queueNames(ctx, b.db.DB)
 	if err != nil {
@@ -131,12 +139,9 @@ func (b *Backend) countByQueue(ctx context.Context) (map[string]map[tasks.Status
 	}
 	finished := []tasks.Status{tasks.StatusSuccessful, tasks.StatusFailed, tasks.StatusCancelled}
 	if len(names)*len(finished) > maxCountPairs {
-		return b.store.queueCounts(ctx, b.db.DB, "")
+		return b.store.finishedCounts(ctx, b.db.DB, "")
 	}
-	out, err := b.store.activeCounts(ctx, b.db.DB)
-	if err != nil {
-		return nil, err
-	}
+	out := map[string]map[tasks.Status]int64{}
 	type pair struct {
 		queue  string
 		status tasks.Status
@@ -175,6 +180,26 @@ func (b *Backend) countByQueue(ctx context.Context) (map[string]map[tasks.Status
 	return out, first
 }
 
-// maxCountPairs bounds the statements of countByQueue: with more queues,
+// maxCountPairs bounds the statements of countFinished: with more queues,
 // one GROUP BY is cheaper than their round trips.
 const maxCountPairs = 300
+
+var _ tasks.DepthReader = (*Backend)(nil)
+
+// QueueDepths implements tasks.DepthReader: for each queue of this backend
+// with READY or RUNNING tasks, sorted by name, how many READY tasks are due
+// and how many deferred (scheduled), how many are RUNNING, and when the
+// longest-waiting due one became due. Paused queues are counted like the
+// others.
+//
+// It is one statement that reads the READY rows through the claim index and
+// the RUNNING rows through the running index, never a finished row: its
+// cost grows with the backlog, not with the table, and it is meant to be
+// read at every metrics scrape (see docs/database.md for figures).
+func (b *Backend) QueueDepths(ctx context.Context) ([]tasks.QueueDepth, error) {
+	ds, err := b.store.queueDepths(ctx, b.db.DB, now())
+	if err != nil {
+		return nil, b.wrapErr("queue depths", err)
+	}
+	return ds, nil
+}

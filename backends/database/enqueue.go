@@ -41,6 +41,9 @@ func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest)
 			r.MaxAttempts = b.DefaultMaxAttempts()
 		}
 		r.RunAfter = r.RunAfter.Truncate(time.Microsecond)
+		if len(r.Metadata) == 0 {
+			r.Metadata = nil // stored as NULL, read back as nil
+		}
 		out[i] = r
 	}
 	if at := appTxOf(ctx); at != nil {

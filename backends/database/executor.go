@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -155,6 +156,7 @@ func (e *executor) cancel(ctx context.Context) (handedBack bool, err error) {
 
 // nextRun returns the next run of a repeating task that just succeeded:
 // scheduled time + interval, stepped forward past now, unless past the end.
+// It carries the metadata of the run that succeeded.
 func nextRun(rec *tasks.RawResult, t time.Time) *tasks.RawResult {
 	if rec.Repeat <= 0 {
 		return nil
@@ -171,6 +173,6 @@ func nextRun(rec *tasks.RawResult, t time.Time) *tasks.RawResult {
 		ID: tasks.NewID(), TaskName: rec.TaskName, Status: tasks.StatusReady, Args: rec.Args,
 		Priority: rec.Priority, Queue: rec.Queue, Backend: rec.Backend, RunAfter: next.Truncate(time.Microsecond),
 		EnqueuedAt: t, MaxAttempts: rec.MaxAttempts, Timeout: rec.Timeout, VerboseName: rec.VerboseName,
-		Creator: rec.Creator, Repeat: rec.Repeat, RepeatUntil: rec.RepeatUntil,
+		Creator: rec.Creator, Repeat: rec.Repeat, RepeatUntil: rec.RepeatUntil, Metadata: maps.Clone(rec.Metadata),
 	}
 }

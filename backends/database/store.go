@@ -90,17 +90,16 @@ type store interface {
 	// adminSelectIDs returns, in id order, at most limit ids after the id
 	// after of the tasks matching f whose status is one of only.
 	adminSelectIDs(ctx context.Context, q querier, f TaskFilter, only []tasks.Status, after string, limit int) ([]string, error)
-	// queueCounts counts the tasks by queue and status, of one queue
-	// (or of every queue when queue is "") in one statement.
-	queueCounts(ctx context.Context, q querier, queue string) (map[string]map[tasks.Status]int64, error)
-	// activeCounts counts the READY and RUNNING tasks by queue.
-	activeCounts(ctx context.Context, q querier) (map[string]map[tasks.Status]int64, error)
+	// finishedCounts counts the finished tasks by queue and status, of
+	// one queue (or of every queue when queue is "") in one statement.
+	finishedCounts(ctx context.Context, q querier, queue string) (map[string]map[tasks.Status]int64, error)
 	// countPair counts the finished tasks of queue in status (one of the
 	// finished statuses).
 	countPair(ctx context.Context, q querier, queue string, status tasks.Status) (int64, error)
-	// oldestDue returns per queue the run-after time of the oldest READY
-	// task due at at.
-	oldestDue(ctx context.Context, q querier, at time.Time) (map[string]time.Time, error)
+	// queueDepths returns, sorted by queue, one entry per queue with READY
+	// or RUNNING tasks: the READY ones due at at and those due later, the
+	// RUNNING ones, and the run-after time of the oldest due one.
+	queueDepths(ctx context.Context, q querier, at time.Time) ([]tasks.QueueDepth, error)
 	// finishedPerMinute counts the tasks finished since since, by minute
 	// and status.
 	finishedPerMinute(ctx context.Context, q querier, since time.Time) ([]minuteStatus, error)

@@ -2,6 +2,8 @@ package database
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gotasks/gotasks/tasks"
@@ -31,16 +33,12 @@ func (a adminStatements) adminSelectIDs(ctx context.Context, q querier, f TaskFi
 	return queryIDs(ctx, q, query, args...)
 }
 
-func (a adminStatements) queueCounts(ctx context.Context, q querier, queue string) (map[string]map[tasks.Status]int64, error) {
-	query, args := queueCountsSQL(false), []any{a.backendName()}
+func (a adminStatements) finishedCounts(ctx context.Context, q querier, queue string) (map[string]map[tasks.Status]int64, error) {
+	query, args := finishedCountsSQL(false), []any{a.backendName()}
 	if queue != "" {
-		query, args = queueCountsSQL(true), append(args, queue)
+		query, args = finishedCountsSQL(true), append(args, queue)
 	}
 	return scanCounts(ctx, q, query, args...)
-}
-
-func (a adminStatements) activeCounts(ctx context.Context, q querier) (map[string]map[tasks.Status]int64, error) {
-	return scanCounts(ctx, q, activeCountsSQL, a.backendName())
 }
 
 func (a adminStatements) countPair(ctx context.Context, q querier, queue string, status tasks.Status) (int64, error) {
@@ -73,26 +71,44 @@ func scanCounts(ctx context.Context, q querier, query string, args ...any) (map[
 	return out, rows.Err()
 }
 
-func (a adminStatements) oldestDue(ctx context.Context, q querier, at time.Time) (map[string]time.Time, error) {
-	rows, err := q.QueryContext(ctx, oldestDueSQL, a.backendName(), a.forms.ts(at))
+func (a adminStatements) queueDepths(ctx context.Context, q querier, at time.Time) ([]tasks.QueueDepth, error) {
+	rows, err := q.QueryContext(ctx, queueDepthsSQL, a.backendName(), a.forms.ts(at))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[string]time.Time{}
+	var out []tasks.QueueDepth
+	byQueue := map[string]int{} // index in out: a queue has a READY and a RUNNING line
 	for rows.Next() {
 		var (
-			queue string
-			t     *time.Time
+			d      tasks.QueueDepth
+			oldest *time.Time
 		)
-		if err := rows.Scan(&queue, dbTime{&t}); err != nil {
+		if err := rows.Scan(&d.Queue, &d.Ready, &d.Scheduled, &d.Running, dbTime{&oldest}); err != nil {
 			return nil, err
 		}
-		if t != nil {
-			out[queue] = *t
+		if oldest != nil {
+			d.OldestDue = *oldest
+		}
+		i, seen := byQueue[d.Queue]
+		if !seen {
+			byQueue[d.Queue] = len(out)
+			out = append(out, d)
+			continue
+		}
+		o := &out[i]
+		o.Ready += d.Ready
+		o.Scheduled += d.Scheduled
+		o.Running += d.Running
+		if !d.OldestDue.IsZero() {
+			o.OldestDue = d.OldestDue
 		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(x, y tasks.QueueDepth) int { return strings.Compare(x.Queue, y.Queue) })
+	return out, nil
 }
 
 func (a adminStatements) queueNames(ctx context.Context, q querier) ([]string, error) {

@@ -283,39 +283,37 @@ func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]stri
 	return ids, rows.Err()
 }
 
-// queueCountsSQL counts the backend's tasks by queue and status ($1
-// backend, and $2 queue when one is asked for): the finished ones by an
-// index-only scan of gotasks_task_queue_idx, the others through the claim
-// and running indexes.
-func queueCountsSQL(oneQueue bool) string {
+// finishedCountsSQL counts the backend's finished tasks by queue and
+// status ($1 backend, and $2 queue when one is asked for): an index-only
+// scan of gotasks_task_queue_idx. The READY and RUNNING ones are counted by
+// queueDepthsSQL.
+func finishedCountsSQL(oneQueue bool) string {
 	q := ""
 	if oneQueue {
 		q = " AND queue = $2"
 	}
 	return `SELECT queue, status, count(*) FROM gotasks_task WHERE ` + finishedPred + ` AND backend = $1` + q + `
-	GROUP BY queue, status
-UNION ALL
-SELECT queue, 'READY', count(*) FROM gotasks_task WHERE status = 'READY' AND backend = $1` + q + ` GROUP BY queue
-UNION ALL
-SELECT queue, 'RUNNING', count(*) FROM gotasks_task WHERE status = 'RUNNING' AND backend = $1` + q + ` GROUP BY queue`
+	GROUP BY queue, status`
 }
-
-// activeCountsSQL counts the backend's READY and RUNNING tasks by queue,
-// through the claim and running indexes. $1 backend.
-const activeCountsSQL = `SELECT queue, 'READY', count(*) FROM gotasks_task WHERE status = 'READY' AND backend = $1
-	GROUP BY queue
-UNION ALL
-SELECT queue, 'RUNNING', count(*) FROM gotasks_task WHERE status = 'RUNNING' AND backend = $1 GROUP BY queue`
 
 // countPairSQL counts the backend's finished tasks of one queue ($2) in one
 // status ($3): one range of gotasks_task_queue_idx. $1 backend.
 const countPairSQL = `SELECT count(*) FROM gotasks_task WHERE ` + finishedPred + `
 	AND backend = $1 AND queue = $2 AND status = $3`
 
-// oldestDueSQL returns per queue the run-after time of the oldest due READY
-// task ($1 backend, $2 now), through the claim index.
-const oldestDueSQL = `SELECT queue, min(run_after) FROM gotasks_task
-	WHERE status = 'READY' AND backend = $1 AND run_after <= $2 GROUP BY queue`
+// queueDepthsSQL counts the backend's READY and RUNNING tasks by queue:
+// the READY ones through the claim index (gotasks_task_claim_idx, whose
+// predicate the first branch repeats), due at $2 or later, with the
+// run-after time of the oldest due one; the RUNNING ones through the
+// running index. No finished row is read. A queue has a line per branch
+// it is in: queue, ready, scheduled, running, oldest due (NULL when none
+// is due). $1 backend, $2 now. It serves QueueDepths and the overview's
+// active counts and oldest due task (Stats).
+const queueDepthsSQL = `SELECT queue, count(*) FILTER (WHERE run_after <= $2), count(*) FILTER (WHERE run_after > $2),
+	0, min(run_after) FILTER (WHERE run_after <= $2)
+FROM gotasks_task WHERE status = 'READY' AND backend = $1 GROUP BY queue
+UNION ALL
+SELECT queue, 0, 0, count(*), NULL FROM gotasks_task WHERE status = 'RUNNING' AND backend = $1 GROUP BY queue`
 
 // queueNamesSQL lists the distinct queues of the backend's tasks: of the
 // finished ones with one index probe per queue (a loose index scan of

@@ -76,28 +76,29 @@ var storeAdminCases = []storeCase{
 	{"Admin/CountsByQueueAndStatus", func(t *testing.T, fx *storeFixture) {
 		stAdminSeed(fx)
 		want := map[string]map[tasks.Status]int64{
-			"q1": {tasks.StatusReady: 1, tasks.StatusSuccessful: 1, tasks.StatusCancelled: 1},
-			"q2": {tasks.StatusRunning: 1, tasks.StatusFailed: 1},
+			"q1": {tasks.StatusSuccessful: 1, tasks.StatusCancelled: 1},
+			"q2": {tasks.StatusFailed: 1},
 		}
-		got, err := fx.st.queueCounts(fx.ctx, fx.db, "")
+		got, err := fx.st.finishedCounts(fx.ctx, fx.db, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("all queues (-want +got):\n%s", diff)
 		}
-		got, err = fx.st.queueCounts(fx.ctx, fx.db, "q2")
+		got, err = fx.st.finishedCounts(fx.ctx, fx.db, "q2")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(map[string]map[tasks.Status]int64{"q2": want["q2"]}, got); diff != "" {
 			t.Errorf("one queue (-want +got):\n%s", diff)
 		}
-		got, err = fx.st.activeCounts(fx.ctx, fx.db)
+		depths, err := fx.st.queueDepths(fx.ctx, fx.db, now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(map[string]map[tasks.Status]int64{"q1": {tasks.StatusReady: 1}, "q2": {tasks.StatusRunning: 1}}, got); diff != "" {
+		wantDepths := []tasks.QueueDepth{{Queue: "q1", Ready: 1, OldestDue: fx.base}, {Queue: "q2", Running: 1}}
+		if diff := cmp.Diff(wantDepths, depths); diff != "" {
 			t.Errorf("active (-want +got):\n%s", diff)
 		}
 		if n, err := fx.st.countPair(fx.ctx, fx.db, "q2", tasks.StatusFailed); err != nil || n != 1 {
@@ -108,6 +109,50 @@ var storeAdminCases = []storeCase{
 		if err != nil || !slices.Equal(names, []string{"q1", "q2"}) {
 			t.Errorf("queue names %v (err %v), want q1 q2 (not the other backend's)", names, err)
 		}
+	}},
+	{"Admin/QueueDepths", func(t *testing.T, fx *storeFixture) {
+		at := now()
+		if ds, err := fx.st.queueDepths(fx.ctx, fx.db, at); err != nil || ds != nil {
+			t.Fatalf("depths of an empty table: %v (err %v), want none", ds, err)
+		}
+		older, old := fx.base.Add(-time.Hour), fx.base
+		ready := func(queue string, runAfter time.Time) func(r *tasks.RawResult) {
+			return func(r *tasks.RawResult) { r.Queue, r.RunAfter = queue, runAfter }
+		}
+		rs := fx.add(
+			ready("mail", old), ready("mail", older), ready("mail", at), // due: the oldest became due at older
+			ready("mail", at.Add(10*time.Minute)), ready("mail", at.Add(time.Hour)), // scheduled
+			ready("reports", at.Add(time.Hour)),    // scheduled only
+			ready("busy", old), ready("busy", old), // both claimed below
+			ready("video", old), ready("video", old), // one claimed, one due
+			ready("done", old),                   // finished below: not counted
+			ready("other", old),                  // another backend's below
+			ready("mail", older.Add(-time.Hour)), // another backend's below, older than any of mail's
+		)
+		fx.exec(`UPDATE gotasks_task SET status = 'RUNNING', worker_id = 'w1', attempts = 1
+			WHERE id IN ($1, $2, $3)`, rs[6].ID, rs[7].ID, rs[8].ID)
+		fx.exec(`UPDATE gotasks_task SET status = 'SUCCESSFUL', finished_at = $1 WHERE id = $2`, fx.ts(old), rs[10].ID)
+		fx.exec(`UPDATE gotasks_task SET backend = 'other' WHERE id IN ($1, $2)`, rs[11].ID, rs[12].ID)
+		got, err := fx.st.queueDepths(fx.ctx, fx.db, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []tasks.QueueDepth{
+			{Queue: "busy", Running: 2},
+			{Queue: "mail", Ready: 3, Scheduled: 2, OldestDue: older},
+			{Queue: "reports", Scheduled: 1},
+			{Queue: "video", Ready: 1, Running: 1, OldestDue: old},
+		}
+		stDiff(t, "depths", want, got)
+
+		// Through the backend, which implements tasks.DepthReader, at the
+		// time of the call: the same (nothing scheduled came due since).
+		var dr tasks.DepthReader = fx.b
+		got, err = dr.QueueDepths(fx.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stDiff(t, "QueueDepths", want, got)
 	}},
 	{"Admin/ActionsCheckTheStatusAsTheyWrite", func(t *testing.T, fx *storeFixture) {
 		ids := stAdminSeed(fx)

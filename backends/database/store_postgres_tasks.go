@@ -29,17 +29,17 @@ const (
 // pgInsert inserts rows given as parallel arrays (one statement whatever
 // the batch size, prepared once per connection) and notifies idle workers
 // in the same statement when any row is due. $1 backend, $2 enqueued_at,
-// $3 now (for the notification).
+// $3 now (for the notification). An empty metadata text is NULL.
 const pgInsert = `WITH ins AS (
 	INSERT INTO gotasks_task (id, task_name, status, args, priority, queue, backend, run_after, enqueued_at,
-		max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until)
+		max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until, metadata)
 	SELECT u.id, u.task_name, 'READY', u.args::json, u.priority, u.queue, $1::text, u.run_after, $2::timestamptz,
 		u.max_attempts, u.timeout_ms, u.verbose_name, u.creator, u.repeat_ms,
-		NULLIF(u.repeat_until, '0001-01-01 00:00:00+00'::timestamptz)
+		NULLIF(u.repeat_until, '0001-01-01 00:00:00+00'::timestamptz), NULLIF(u.metadata, '')::json
 	FROM unnest($4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::timestamptz[], $10::int[],
-		$11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::timestamptz[])
+		$11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::timestamptz[], $16::text[])
 		AS u(id, task_name, args, priority, queue, run_after, max_attempts, timeout_ms, verbose_name, creator,
-			repeat_ms, repeat_until)
+			repeat_ms, repeat_until, metadata)
 	RETURNING run_after),
 n AS (SELECT pg_notify('` + wakeChannel + `', $1::text) FROM ins WHERE run_after <= $3::timestamptz LIMIT 1)
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM n)`
@@ -72,6 +72,7 @@ func (s *pgStore) insertArgs(rs []*tasks.RawResult, at time.Time) []any {
 	n := len(rs)
 	var (
 		ids, names, args, queues, verbose, creators = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		metadata                                    = make([]string, n)
 		prios, maxAtt                               = make([]int32, n), make([]int32, n)
 		timeouts, repeats                           = make([]int64, n), make([]int64, n)
 		runAfter, until                             = make([]time.Time, n), make([]time.Time, n)
@@ -82,6 +83,7 @@ func (s *pgStore) insertArgs(rs []*tasks.RawResult, at time.Time) []any {
 		prios[i], maxAtt[i] = int32(r.Priority), int32(r.MaxAttempts)
 		timeouts[i], repeats[i] = r.Timeout.Milliseconds(), r.Repeat.Milliseconds()
 		runAfter[i] = r.RunAfter
+		metadata[i] = metadataJSON(r.Metadata)
 		if r.RepeatUntil != nil {
 			until[i] = *r.RepeatUntil
 		} else {
@@ -89,7 +91,7 @@ func (s *pgStore) insertArgs(rs []*tasks.RawResult, at time.Time) []any {
 		}
 	}
 	return []any{s.backend(), at, at,
-		ids, names, args, prios, queues, runAfter, maxAtt, timeouts, verbose, creators, repeats, until}
+		ids, names, args, prios, queues, runAfter, maxAtt, timeouts, verbose, creators, repeats, until, metadata}
 }
 
 // errNoCopy reports a connection that cannot COPY: copyIn's caller inserts
@@ -97,7 +99,7 @@ func (s *pgStore) insertArgs(rs []*tasks.RawResult, at time.Time) []any {
 var errNoCopy = errors.New("COPY needs a pgx stdlib connection")
 
 var copyColumns = []string{"id", "task_name", "status", "args", "priority", "queue", "backend", "run_after",
-	"enqueued_at", "max_attempts", "timeout_ms", "verbose_name", "creator", "repeat_ms", "repeat_until"}
+	"enqueued_at", "max_attempts", "timeout_ms", "verbose_name", "creator", "repeat_ms", "repeat_until", "metadata"}
 
 // copyIn inserts rs with COPY in one transaction of its own, and notifies
 // idle workers in it when a row is due.
@@ -136,13 +138,16 @@ func (s *pgStore) copyInTx(ctx context.Context, tx pgx.Tx, rs []*tasks.RawResult
 	src := pgx.CopyFromSlice(len(rs), func(i int) ([]any, error) {
 		r := rs[i]
 		due = due || !r.RunAfter.After(at)
-		var until any
+		var until, md any
 		if r.RepeatUntil != nil {
 			until = *r.RepeatUntil
 		}
+		if j := metadataJSON(r.Metadata); j != "" {
+			md = j
+		}
 		return []any{r.ID, r.TaskName, string(tasks.StatusReady), string(r.Args), int16(r.Priority), r.Queue,
 			backend, r.RunAfter, at, int32(r.MaxAttempts), r.Timeout.Milliseconds(), r.VerboseName, r.Creator,
-			r.Repeat.Milliseconds(), until}, nil
+			r.Repeat.Milliseconds(), until, md}, nil
 	})
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{TableName}, copyColumns, src)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,7 @@ type rowDest struct {
 	runAfter, enqueuedAt     *time.Time
 	timeoutMS, repeatMS      int64
 	workerIDs, errs, retJSON json.RawMessage
+	metadata                 json.RawMessage
 	status                   string
 }
 
@@ -51,8 +53,11 @@ func (d *rowDest) dests() []any {
 		dbTime{&d.runAfter}, dbTime{&d.enqueuedAt}, dbTime{&r.StartedAt}, dbTime{&r.FinishedAt},
 		dbTime{&r.LastAttemptedAt}, &r.Attempts, &r.MaxAttempts, &d.timeoutMS, dbJSON{&d.workerIDs},
 		dbJSON{&d.errs}, dbJSON{&d.retJSON}, &r.VerboseName, &r.Creator, &d.repeatMS, dbTime{&r.RepeatUntil},
-		&r.workerID}
+		&r.workerID, dbJSON{&d.metadata}}
 }
+
+// metadataColumn is the index of the metadata column in resultColumns.
+var metadataColumn = slices.Index(resultColumnNames, "metadata")
 
 // scanResult reads one row strictly: a column that cannot be read or does
 // not decode is an error.
@@ -60,6 +65,9 @@ func scanResult(s scanner) (*row, error) {
 	r, corrupt, err := scanRow(s)
 	if err != nil {
 		return nil, err
+	}
+	if r.bad != nil {
+		return nil, r.bad
 	}
 	if corrupt != nil {
 		return nil, corrupt
@@ -74,7 +82,9 @@ func scanResult(s scanner) (*row, error) {
 // When s is a *sql.Rows, a column that cannot be read at all (a time that is
 // not a time, NULL in a number) does not fail either: the row comes back
 // with that column zero and row.bad naming the task, the column and the
-// stored value. Other scanners (a *sql.Row reads once) fail.
+// stored value. Other scanners (a *sql.Row reads once) fail. Metadata that
+// does not decode sets row.bad too, whatever the scanner: a task cannot
+// run without the metadata it was enqueued with.
 func scanRow(s scanner) (_ *row, corrupt, err error) {
 	d := new(rowDest)
 	dests := d.dests()
@@ -161,7 +171,8 @@ func describeValue(v any) string {
 }
 
 // finish completes the row from the destinations and returns the error of
-// a worker_ids or errors column that does not decode.
+// a worker_ids or errors column that does not decode. Metadata that does
+// not decode sets row.bad (unless a column already did) and is left nil.
 func (d *rowDest) finish() (corrupt error) {
 	r := &d.r
 	r.Status = tasks.Status(d.status)
@@ -196,7 +207,33 @@ func (d *rowDest) finish() (corrupt error) {
 	if len(d.retJSON) > 0 && string(d.retJSON) != "null" || r.Status == tasks.StatusSuccessful {
 		r.ReturnValue = d.retJSON
 	}
+	if len(d.metadata) > 0 { // NULL on most rows: no decoder
+		if err := decodeMetadata(d.metadata, &r.Metadata); err != nil {
+			r.Metadata = nil
+			if r.bad == nil {
+				r.bad = unreadable(r.ID, metadataColumn, []byte(d.metadata), err)
+			}
+		}
+	}
 	return corrupt
+}
+
+// decodeMetadata decodes a stored metadata column, a JSON object of strings,
+// into *out (nil when the object is empty, or the JSON null).
+func decodeMetadata(b []byte, out *map[string]string) error {
+	var md map[string]string
+	if err := json.Unmarshal(b, &md); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("not a JSON object of strings: %w", err)
+		}
+		return err
+	}
+	if len(md) == 0 {
+		md = nil
+	}
+	*out = md
+	return nil
 }
 
 // scanWorkerRows reads the rows a claim or a rescue returns: a row with a

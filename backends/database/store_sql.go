@@ -16,7 +16,17 @@ import (
 // selects, in the order scanRow reads.
 const resultColumns = `id, task_name, status, args, priority, queue, backend, run_after, enqueued_at,
 	started_at, finished_at, last_attempted_at, attempts, max_attempts, timeout_ms, worker_ids, errors,
-	return_value, verbose_name, creator, repeat_ms, repeat_until, worker_id`
+	return_value, verbose_name, creator, repeat_ms, repeat_until, worker_id, metadata`
+
+// metadataJSON encodes a task's metadata as the metadata column stores it:
+// a JSON object of strings, or "" (stored as NULL) when there is none.
+func metadataJSON(md map[string]string) string {
+	if len(md) == 0 {
+		return ""
+	}
+	j, _ := json.Marshal(md) // a map of strings always encodes
+	return string(j)
+}
 
 // prefixed returns resultColumns with every column qualified by p.
 func prefixed(p string) string {

@@ -23,19 +23,24 @@ var errUnsupported = errors.New("not supported by this database")
 // sqliteInsert inserts the rows of a JSON array in one statement: one
 // parameter whatever the batch size, so the statement text is constant and
 // SQLite parses the batch in C rather than binding thousands of parameters.
+// Metadata ($[12]) is the JSON text of the object as a string, or null.
 const sqliteInsert = `INSERT INTO gotasks_task (id, task_name, status, args, priority, queue, backend, run_after,
-	enqueued_at, max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until)
+	enqueued_at, max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until, metadata)
 SELECT j.value->>'$[0]', j.value->>'$[1]', 'READY', j.value->>'$[2]', j.value->>'$[3]', j.value->>'$[4]', $2,
 	j.value->>'$[5]', $3, j.value->>'$[6]', j.value->>'$[7]', j.value->>'$[8]', j.value->>'$[9]',
-	j.value->>'$[10]', j.value->>'$[11]'
+	j.value->>'$[10]', j.value->>'$[11]', j.value->>'$[12]'
 FROM json_each($1) AS j`
 
 func (s *sqliteStore) insert(ctx context.Context, q querier, rs []*tasks.RawResult, at time.Time) error {
 	rowsJSON := make([][]any, len(rs))
 	for i, r := range rs {
+		var md any // NULL
+		if j := metadataJSON(r.Metadata); j != "" {
+			md = j
+		}
 		rowsJSON[i] = []any{r.ID, r.TaskName, string(r.Args), r.Priority, r.Queue, s.ts(r.RunAfter),
 			r.MaxAttempts, r.Timeout.Milliseconds(), r.VerboseName, r.Creator, r.Repeat.Milliseconds(),
-			s.tsPtr(r.RepeatUntil)}
+			s.tsPtr(r.RepeatUntil), md}
 	}
 	payload, err := json.Marshal(rowsJSON)
 	if err != nil {

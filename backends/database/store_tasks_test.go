@@ -23,6 +23,7 @@ var storeTaskCases = []storeCase{
 			r.VerboseName, r.Creator = "Send \"mail\"\n", "alice"
 			r.Repeat, r.RepeatUntil = time.Hour, &until
 			r.Args = []byte(`{"to":["a@b.c"],"n":2}`)
+			r.Metadata = map[string]string{"tenant": "acme", "traceparent": "00-ab-cd-01"}
 		}, nil)
 		for _, r := range rs {
 			stDiff(t, "row "+r.ID, r, fx.get(r.ID))

@@ -45,7 +45,7 @@ type storeCase struct {
 
 // storeCases are TestStore's subtests, by statement (see the files
 // store_*_test.go).
-var storeCases = concatCases(storeWorkerCases, storeFaultCases, storeTaskCases, storeAdminCases)
+var storeCases = concatCases(storeWorkerCases, storeFaultCases, storeTaskCases, storeAdminCases, storeMetadataCases)
 
 func concatCases(groups ...[]storeCase) []storeCase {
 	var all []storeCase

@@ -275,6 +275,42 @@ func TestWorkerExecutor(t *testing.T) {
 		}
 	})
 
+	// BadMetadataFailsAlone: a row whose metadata does not decode (written
+	// by hand) fails alone, without running, with an error that says so;
+	// the rows claimed with it run.
+	wkBehaviour(t, "BadMetadataFailsAlone", func(t *testing.T, bundle *testBundle) {
+		b := bundle.b
+		md := map[string]string{"tenant": "acme"}
+		var good []*tasks.Result[string]
+		for range 4 {
+			good = append(good, wkEnqueue(t, wkOn(workerEcho, b, tasks.WithMetadata(md)), "good"))
+		}
+		var broken []string
+		for _, bad := range []string{`{"tenant": 42}`, `["tenant"]`} {
+			r := wkEnqueue(t, wkOn(workerEcho, b), "broken")
+			wkExec(t, b, `UPDATE gotasks_task SET metadata = $1 WHERE id = $2`, bad, r.ID)
+			broken = append(broken, r.ID)
+		}
+		if _, err := wkRun(t, b, database.WorkerConfig{Concurrency: 10, ExitWhenEmpty: true,
+			PollInterval: 10 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range good {
+			wkRefresh(t, r)
+			if diff := cmp.Diff([]any{tasks.StatusSuccessful, 1, md}, []any{r.Status, r.Attempts, r.Metadata}); diff != "" {
+				t.Errorf("good row %s: status, attempts, metadata (-want +got):\n%s", r.ID, diff)
+			}
+		}
+		for _, id := range broken {
+			status, attempts, errs := wkStatusOf(t, b, id)
+			if status != string(tasks.StatusFailed) || attempts != 1 || !strings.Contains(errs, "stored metadata") ||
+				!strings.Contains(errs, "cannot be read") {
+				t.Errorf("broken row %s: status %s, attempt %d, errors %s; want FAILED after 1 attempt, with an error saying its metadata cannot be read",
+					id, status, attempts, errs)
+			}
+		}
+	})
+
 	// ReturnValueVerbatim: the stored return value is the text the task
 	// produced, byte for byte (key order, escapes, non-ASCII, a NUL escape),
 	// and decodes to the value returned.
@@ -391,15 +427,17 @@ func TestWorkerExecutor(t *testing.T) {
 	})
 
 	// Repeat: after a success the next run is enqueued at scheduled time +
-	// interval stepped past now, with the same arguments, until RepeatUntil; a
-	// final failure ends the chain.
+	// interval stepped past now, with the same arguments and metadata, until
+	// RepeatUntil; a final failure ends the chain.
 	wkBehaviour(t, "Repeat", func(t *testing.T, bundle *testBundle) {
 		ctx := context.Background()
 		b := bundle.b
 		// Runs at scheduled + 1 s, 2 s and 3 s are already missed.
 		scheduled := time.Now().UTC().Add(-3500 * time.Millisecond).Truncate(time.Microsecond)
 		until := scheduled.Add(5500 * time.Millisecond)
-		task := wkOn(workerEcho, b, tasks.WithRunAfter(scheduled), tasks.WithRepeat(time.Second), tasks.WithRepeatUntil(until))
+		md := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+		task := wkOn(workerEcho, b, tasks.WithRunAfter(scheduled), tasks.WithRepeat(time.Second), tasks.WithRepeatUntil(until),
+			tasks.WithMetadata(md))
 		first := wkEnqueue(t, task, "tick")
 		failing := wkEnqueue(t, wkOn(workerFailFast, b, tasks.WithMaxAttempts(1), tasks.WithRepeat(time.Second)), "x")
 		wkStart(t, b, database.WorkerConfig{PollInterval: 10 * time.Millisecond})
@@ -431,6 +469,7 @@ func TestWorkerExecutor(t *testing.T) {
 			RunAfter    time.Time
 			Repeat      time.Duration
 			RepeatUntil *time.Time
+			Metadata    map[string]string
 		}
 		rs := list(workerEcho.Name())
 		if len(rs) < 2 || rs[0].ID != first.ID {
@@ -442,8 +481,8 @@ func TestWorkerExecutor(t *testing.T) {
 			if i > 0 {
 				ra = nextAfter(rs[i-1])
 			}
-			want = append(want, run{tasks.StatusSuccessful, `"tick"`, ra, time.Second, &until})
-			got = append(got, run{r.Status, string(r.Args), r.RunAfter, r.Repeat, r.RepeatUntil})
+			want = append(want, run{tasks.StatusSuccessful, `"tick"`, ra, time.Second, &until, md})
+			got = append(got, run{r.Status, string(r.Args), r.RunAfter, r.Repeat, r.RepeatUntil, r.Metadata})
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("runs (-want +got):\n%s", diff)

@@ -37,7 +37,10 @@ type Backend struct {
 	order   []string // ids in enqueue order
 }
 
-var _ tasks.Backend = (*Backend)(nil)
+var (
+	_ tasks.Backend     = (*Backend)(nil)
+	_ tasks.DepthReader = (*Backend)(nil)
+)
 
 // New returns an empty dummy backend configured with the shared backend
 // options (name, allowed queues, enqueue-on-commit default).
@@ -117,6 +120,44 @@ func (b *Backend) Cancel(_ context.Context, id string) error {
 
 // Check implements tasks.Backend.
 func (b *Backend) Check(context.Context) error { return b.CheckConfig() }
+
+// QueueDepths implements tasks.DepthReader: for each queue with READY or
+// RUNNING results, sorted by name, the READY ones that are due and those
+// deferred into the future, the RUNNING ones, and when the
+// longest-waiting due one became due.
+func (b *Backend) QueueDepths(context.Context) ([]tasks.QueueDepth, error) {
+	now := time.Now().UTC()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	byQueue := map[string]*tasks.QueueDepth{}
+	for _, r := range b.results {
+		if r.Status != tasks.StatusReady && r.Status != tasks.StatusRunning {
+			continue
+		}
+		d := byQueue[r.Queue]
+		if d == nil {
+			d = &tasks.QueueDepth{Queue: r.Queue}
+			byQueue[r.Queue] = d
+		}
+		switch {
+		case r.Status == tasks.StatusRunning:
+			d.Running++
+		case r.RunAfter.After(now):
+			d.Scheduled++
+		default:
+			d.Ready++
+			if d.OldestDue.IsZero() || r.RunAfter.Before(d.OldestDue) {
+				d.OldestDue = r.RunAfter
+			}
+		}
+	}
+	var out []tasks.QueueDepth
+	for _, d := range byQueue {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(x, y tasks.QueueDepth) int { return cmp.Compare(x.Queue, y.Queue) })
+	return out, nil
+}
 
 // Results returns copies of all stored results in enqueue order.
 func (b *Backend) Results() []*tasks.RawResult {

@@ -542,3 +542,75 @@ func TestSnoozeAndFollowUps(t *testing.T) {
 		}
 	})
 }
+
+// TestQueueDepths: per queue, the READY tasks due and deferred, the RUNNING
+// ones and the oldest due; finished tasks are left out.
+func TestQueueDepths(t *testing.T) {
+	b, name := newBackend(t)
+	ctx := t.Context()
+	if ds, err := b.QueueDepths(ctx); err != nil || ds != nil {
+		t.Fatalf("QueueDepths of an empty backend = %v, %v; want none", ds, err)
+	}
+	var dr tasks.DepthReader = b
+	now := time.Now().UTC()
+	older, old := now.Add(-2*time.Hour), now.Add(-time.Hour)
+	enqueue := func(queue string, opts ...tasks.Option) *tasks.Result[string] {
+		t.Helper()
+		res, err := sendMail.Using(append([]tasks.Option{tasks.WithBackend(name), tasks.WithQueue(queue)}, opts...)...).
+			Enqueue(ctx, mailArgs{To: queue})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	enqueue("mail", tasks.WithRunAfter(old))
+	enqueue("mail", tasks.WithRunAfter(older))
+	enqueue("mail") // due now
+	enqueue("mail", tasks.WithRunAfter(now.Add(time.Hour)))
+	enqueue("reports", tasks.WithRunAfter(now.Add(time.Hour)))
+	if err := enqueue("cancelled").Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// A task held RUNNING: claimed first (highest priority), it blocks the
+	// RunReady call until released.
+	release := make(chan struct{})
+	gates.Store(name, release)
+	started := make(chan struct{})
+	t.Cleanup(signals.TaskStarted.Connect(func(_ context.Context, sender string, r *tasks.RawResult) {
+		if sender == name && r.TaskName == gatedTask.Name() {
+			close(started)
+		}
+	}))
+	if _, err := gatedTask.Using(tasks.WithBackend(name), tasks.WithQueue("slow"), tasks.WithPriority(100)).
+		Enqueue(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := b.RunReady(ctx); done <- err }()
+	<-started
+	got, err := dr.QueueDepths(ctx)
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []tasks.QueueDepth{
+		{Queue: "mail", Ready: 3, Scheduled: 1, OldestDue: older},
+		{Queue: "reports", Scheduled: 1},
+		{Queue: "slow", Running: 1},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("QueueDepths while a task runs (-want +got):\n%s", d)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err = b.QueueDepths(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []tasks.QueueDepth{{Queue: "mail", Scheduled: 1}, {Queue: "reports", Scheduled: 1}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("QueueDepths after RunReady (-want +got):\n%s", d)
+	}
+}

@@ -8,9 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/tasks"
@@ -115,7 +119,7 @@ var showCmd = &command{
 	args: "ID [--json]",
 	help: `Shows every field of one task: its arguments and return value pretty-printed,
 every failed attempt's error with its stack, its times, the workers that ran it,
-its creator and verbose name. With --json, the task as one JSON object.`,
+its creator, verbose name and metadata. With --json, the task as one JSON object.`,
 	check: func(c *cmdEnv) string {
 		switch {
 		case len(c.args) == 0:
@@ -183,6 +187,7 @@ func printTask(out io.Writer, t *database.TaskInfo) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
+	printMetadata(out, t.Metadata)
 	fmt.Fprintln(out, "Args:")
 	fmt.Fprintln(out, indentJSON(t.Args))
 	if t.ReturnValue != nil {
@@ -201,6 +206,30 @@ func printTask(out io.Writer, t *database.TaskInfo) error {
 		}
 	}
 	return nil
+}
+
+// printMetadata writes a task's metadata, one "key: value" line per
+// entry sorted by key.
+func printMetadata(out io.Writer, md map[string]string) {
+	if len(md) == 0 {
+		fmt.Fprintln(out, "Metadata: none")
+		return
+	}
+	fmt.Fprintf(out, "Metadata (%d):\n", len(md))
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		fmt.Fprintf(out, "  %s: %s\n", plainOrQuoted(k), plainOrQuoted(md[k]))
+	}
+}
+
+// plainOrQuoted returns s as it is when it prints as one plain line, else
+// Go-quoted: empty, with surrounding spaces, a line break, a control
+// character (a terminal escape) or invalid UTF-8.
+func plainOrQuoted(s string) string {
+	if s == "" || strings.TrimSpace(s) != s || !utf8.ValidString(s) ||
+		strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // indentJSON pretty-prints a JSON value, indented by two spaces.

@@ -140,7 +140,7 @@ func setup(t *testing.T, dsn string) *fixture {
 	f.ok1 = enqueue(tasks.EnqueueRequest{TaskName: "gotasks_test.ok", Args: json.RawMessage(`{"n":1}`), Creator: "user:1"})
 	f.ok2 = enqueue(tasks.EnqueueRequest{TaskName: "gotasks_test.ok", Args: json.RawMessage(`{"n":2}`)})
 	f.fail1 = enqueue(tasks.EnqueueRequest{TaskName: "gotasks_test.fail", Args: json.RawMessage(`{"to":"ada@example.com"}`),
-		Queue: "emails", MaxAttempts: 1})
+		Queue: "emails", MaxAttempts: 1, Metadata: showMetadata})
 	f.ready1 = enqueue(tasks.EnqueueRequest{TaskName: "gotasks_test.ok", Args: json.RawMessage(`{"n":3}`), Queue: "emails",
 		VerboseName: "Weekly report", RunAfter: time.Now().Add(time.Hour)})
 
@@ -440,6 +440,9 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
+// showMetadata is the metadata of the fixture's failed task.
+var showMetadata = map[string]string{"tenant": "acme", "request-id": "r-42", "note": "", "escape": "\x1b[31mred\nline"}
+
 // TestRead: list, show and stats on one seeded database.
 func TestRead(t *testing.T) {
 	t.Parallel()
@@ -556,13 +559,18 @@ func TestRead(t *testing.T) {
 				`(?m)^Queue: +emails$`, `(?m)^Attempts: +1/1$`, `(?m)^Finished: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$`,
 				`(?m)^Workers: +\S+`, `(?m)^Args:\n  \{\n    "to": "ada@example\.com"\n  \}$`,
 				`(?m)^Errors \(1\):\n  attempt 1 at \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ: \S+: smtp: connection refused$`,
+				// Sorted by key; what would not print as one plain line is quoted.
+				`(?m)^Metadata \(4\):\n  escape: "\\x1b\[31mred\\nline"\n  note: ""\n  request-id: r-42\n  tenant: acme\nArgs:$`,
 			} {
 				if !regexp.MustCompile(re).MatchString(out) {
 					t.Errorf("show failed task: no match for %s:\n%s", re, out)
 				}
 			}
+			if strings.Contains(out, "\x1b") {
+				t.Error("show printed a terminal escape of the metadata as it is")
+			}
 			out = f.ok(t, "show", f.ok1)
-			for _, re := range []string{`(?m)^Creator: +user:1$`, `(?m)^Status: +SUCCESSFUL$`,
+			for _, re := range []string{`(?m)^Creator: +user:1$`, `(?m)^Status: +SUCCESSFUL$`, `(?m)^Metadata: none$`,
 				`(?m)^Return value:\n  \{\n    "echo": \{\n      "n": 1\n    \}\n  \}$`, `(?m)^Errors: none$`} {
 				if !regexp.MustCompile(re).MatchString(out) {
 					t.Errorf("show successful task: no match for %s:\n%s", re, out)
@@ -590,8 +598,17 @@ func TestRead(t *testing.T) {
 					Attempt int    `json:"attempt"`
 					Message string `json:"message"`
 				} `json:"errors"`
+				Metadata map[string]string `json:"metadata"`
 			}
 			decode(t, f.ok(t, "show", f.fail1, "--json"), &got)
+			if diff := cmp.Diff(showMetadata, got.Metadata); diff != "" {
+				t.Errorf("show --json: metadata (-want +got):\n%s", diff)
+			}
+			var plain map[string]any
+			decode(t, f.ok(t, "show", f.ok1, "--json"), &plain)
+			if md, ok := plain["metadata"]; ok {
+				t.Errorf("show --json of a task without metadata has \"metadata\": %v", md)
+			}
 			if got.ID != f.fail1 || got.TaskName != "gotasks_test.fail" || got.Status != tasks.StatusFailed || got.Queue != "emails" ||
 				compact(t, got.Args) != `{"to":"ada@example.com"}` || got.Attempts != 1 || got.MaxAttempts != 1 ||
 				got.FinishedAt == nil || len(got.WorkerIDs) != 1 || len(got.Errors) != 1 ||

@@ -1,0 +1,1 @@
+ALTER TABLE gotasks_task DROP COLUMN IF EXISTS metadata;
