@@ -42,6 +42,11 @@ type fetcher struct {
 	startedAt time.Time
 
 	claims atomic.Int64 // claim statements that returned rows
+	// claimErr is the error of the latest claim round, nil when it claimed
+	// (rows or none) or found every slot busy: what Worker.Ready reports.
+	// Written by the fetcher's goroutine (only when it changes: a load
+	// per round, a store per transition), read by any.
+	claimErr atomic.Pointer[error]
 
 	// Owned by the fetcher's goroutine:
 	plan           planTagger
@@ -81,6 +86,7 @@ func (f *fetcher) loop(ctx context.Context, wake <-chan struct{}) {
 		f.retryRelease(ctx, false)
 		free := f.free()
 		if free <= 0 {
+			f.setClaimErr(nil) // no claim needed: every slot is busy
 			if !f.waitCapacity(ctx, nil) {
 				return
 			}
@@ -126,6 +132,7 @@ func (f *fetcher) loop(ctx context.Context, wake <-chan struct{}) {
 			}
 			// A database blip: WARN while the loop retries (it never gives
 			// up; the running tasks are not affected).
+			f.setClaimErr(err)
 			f.log.Warn("gotasks: claim failed; retrying", "err", err, "retry_in", errDelay)
 			if !sleepCtx(ctx, errDelay) {
 				return
@@ -134,6 +141,7 @@ func (f *fetcher) loop(ctx context.Context, wake <-chan struct{}) {
 			continue
 		}
 		errDelay = 100 * time.Millisecond
+		f.setClaimErr(nil)
 		if !f.startClaimed(ctx, rows) {
 			return
 		}
@@ -158,6 +166,29 @@ func (f *fetcher) loop(ctx context.Context, wake <-chan struct{}) {
 		case <-f.releaseDue():
 		}
 	}
+}
+
+// setClaimErr records the outcome of a claim round for Worker.Ready: err,
+// or nil after a claim or a round that needed none. Called by the
+// fetcher's goroutine; it stores only when the state changes, so a healthy
+// loop pays one atomic load per round.
+func (f *fetcher) setClaimErr(err error) {
+	if err == nil {
+		if f.claimErr.Load() != nil {
+			f.claimErr.Store(nil)
+		}
+		return
+	}
+	f.claimErr.Store(&err)
+}
+
+// lastClaimErr returns the error of the latest claim round, or nil (see
+// claimErr). Safe from any goroutine.
+func (f *fetcher) lastClaimErr() error {
+	if p := f.claimErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // free returns how many tasks the next claim may take: the free slots plus

@@ -46,6 +46,10 @@ type Worker struct {
 
 	startOnce sync.Once
 	started   atomic.Bool
+	// stopping is set when the worker stops claiming for good (Stop,
+	// StopAndCancel, or by itself), by whichever goroutine asks; Ready
+	// reads it.
+	stopping  atomic.Bool
 	startedAt time.Time
 	// unmark ends the worker's mark on its backend's name (see
 	// tasks.MarkBackendOpen), set by Start, called by finish.
@@ -211,6 +215,7 @@ func (w *Worker) stopByItself(reason string) {
 	w.selfOnce.Do(func() {
 		w.reason.Store(reason)
 		w.log.Info("gotasks: worker stopping", "reason", reason)
+		w.stopping.Store(true) // before selfStop: whoever sees it closed sees Ready fail
 		close(w.selfStop)
 		w.fetcher.Cancel() // claim no more
 	})
@@ -225,6 +230,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if !w.started.Load() {
 		return nil
 	}
+	w.stopping.Store(true)
 	w.fetcher.Stop()
 	if !w.exec.drain(ctx) {
 		return w.StopAndCancel(context.WithoutCancel(ctx))
@@ -241,6 +247,7 @@ func (w *Worker) StopAndCancel(ctx context.Context) error {
 	if !w.started.Load() {
 		return nil
 	}
+	w.stopping.Store(true)
 	w.fetcher.Stop()
 	handedBack, err := w.exec.cancel(ctx)
 	if err == nil && !handedBack {

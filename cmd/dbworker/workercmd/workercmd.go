@@ -58,6 +58,25 @@
 // so that the tasks' own slog calls come out in the same format. Durations
 // are written as text ("1.5s"), also in JSON.
 //
+// # Metrics and health checks
+//
+// --metrics-addr host:port (default $GOTASKS_METRICS_ADDR; empty, the
+// default, is off) serves, on a server of its own started before the
+// database is opened and stopped after the worker:
+//
+//   - /metrics: the Prometheus text format of the worker's own registry:
+//     the task metrics of package oteltasks (installed on the worker's
+//     backend, exported by the OpenTelemetry Prometheus exporter), the Go
+//     runtime and the process collectors;
+//   - /healthz: 200 "ok" while the process runs;
+//   - /readyz: 200 "ok" when the backend's Check passes within 2 s
+//     (database reachable, schema current) and the worker is claiming
+//     (database.Worker.Ready); 503 otherwise, with one line per failed
+//     check.
+//
+// The address actually listened on is logged ("gotasks: serving metrics
+// and health checks", addr): with port 0 the system chooses it.
+//
 // # Tasks are compiled in
 //
 // Tasks are Go functions (tasks.Define): a worker runs only the tasks
@@ -217,6 +236,7 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 	var (
 		c                        common
 		queues, exclude          string
+		metricsAddr              string
 		cfg                      database.WorkerConfig
 		jitter, interval, sleepF time.Duration
 	)
@@ -244,6 +264,7 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 	fs.DurationVar(&cfg.HeartbeatInterval, "heartbeat", database.DefaultHeartbeatInterval, "heartbeat interval")
 	fs.DurationVar(&cfg.RescueAfter, "rescue-after", 0, "rescue RUNNING tasks whose worker has not heartbeated for this long (default 30s, at least 3 heartbeats)")
 	fs.DurationVar(&cfg.MaxRunTime, "max-run-time", database.DefaultMaxRunTime, "maximum run time of one attempt")
+	fs.StringVar(&metricsAddr, "metrics-addr", os.Getenv(MetricsAddrEnv), "serve /metrics (Prometheus), /healthz and /readyz on host:port, such as 127.0.0.1:9090 or :9090; empty: off (env "+MetricsAddrEnv+")")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -261,7 +282,7 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 	cfg.PollInterval = interval
 	cfg.Queues = splitList(queues)
 	cfg.ExcludeQueues = splitList(exclude)
-	if msg := checkWorkerFlags(fs, cfg); msg != "" {
+	if msg := checkWorkerFlags(fs, cfg, metricsAddr); msg != "" {
 		fmt.Fprintf(stderr, "%s: %s\n", name, msg)
 		return ExitUsage
 	}
@@ -295,13 +316,33 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 			return ExitOK
 		}
 	}
+	// The metrics server starts before the database is opened: /healthz
+	// answers during the start-up, and /readyz says what is not ready yet.
+	var metrics *metricsServer
+	if metricsAddr != "" {
+		if metrics, err = startMetrics(name, metricsAddr, c.dsn, log); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return ExitError
+		}
+		defer metrics.shutdown() // on a failed start-up
+	}
 	b, err := database.Open(ctx, c.dsn, database.WithName(c.backend), database.WithLogger(log))
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return ExitError
 	}
 	defer b.Close()
+	if metrics != nil {
+		if err := metrics.instrument(b); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return ExitError
+		}
+	}
 	defer registerBackend(b, log)()
+	if metrics != nil {
+		// Once the worker has stopped, before the backend is closed.
+		defer metrics.shutdown()
+	}
 	if cmd.Setup != nil {
 		tctx, err := cmd.Setup(ctx, Env{Backend: b, DB: b.DB(), Logger: log})
 		if err != nil {
@@ -316,6 +357,9 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return ExitUsage
+	}
+	if metrics != nil {
+		metrics.watch(b, w)
 	}
 	if err := w.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
@@ -363,9 +407,18 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 
 // checkWorkerFlags returns a usage problem of the worker's flags that the
 // flag package cannot see, or "".
-func checkWorkerFlags(fs *flag.FlagSet, cfg database.WorkerConfig) string {
+func checkWorkerFlags(fs *flag.FlagSet, cfg database.WorkerConfig, metricsAddr string) string {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if metricsAddr != "" {
+		if err := checkMetricsAddr(metricsAddr); err != nil {
+			from := ""
+			if !set["metrics-addr"] {
+				from = " (from " + MetricsAddrEnv + ")"
+			}
+			return fmt.Sprintf("--metrics-addr %q%s: %v", metricsAddr, from, err)
+		}
+	}
 	switch {
 	case set["worker-id"] && strings.TrimSpace(cfg.WorkerID) == "":
 		return "--worker-id: must not be empty (leave the flag out for the default host:pid:random)"

@@ -87,7 +87,7 @@ func TestHelp(t *testing.T) {
 	}
 	for _, f := range []string{"Usage: dbworker", "--database", "--backend", "--queues", "--exclude-queues", "--concurrency",
 		"--interval", "--sleep", "--duration", "--max-tasks", "--batch", "--worker-id", "--startup-jitter", "--log-level",
-		"--log-format", "--grace-period", "GOTASKS_DATABASE_URL"} {
+		"--log-format", "--grace-period", "GOTASKS_DATABASE_URL", "--metrics-addr", "GOTASKS_METRICS_ADDR"} {
 		if !strings.Contains(stderr, f) {
 			t.Errorf("--help does not mention %q:\n%s", f, stderr)
 		}
