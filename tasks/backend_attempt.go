@@ -232,7 +232,7 @@ func RunAttempt(ctx context.Context, rec *RawResult, cfg AttemptConfig, finish f
 	var x *Execution
 	mws := middlewareOf(cfg.Backend)
 	if len(mws) > 0 {
-		x = &Execution{TaskContext: *tc, Args: rec.Args, Priority: rec.Priority, RunAfter: rec.RunAfter, cfg: cfg, pol: pol}
+		x = &Execution{TaskContext: *tc, Args: rec.Args, Priority: rec.Priority, RunAfter: rec.RunAfter, Repeat: rec.Repeat, cfg: cfg, pol: pol}
 	}
 	out, err := execute(context.WithValue(ctx, taskContextKey{}, tc), rec, r, pol.Timeout, mws, x)
 	returned = true

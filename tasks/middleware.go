@@ -255,6 +255,10 @@ type Execution struct {
 	// (WithRunAfter) or the retry time. AttemptStartedAt minus the later of
 	// RunAfter and EnqueuedAt is how long the attempt waited to start.
 	RunAfter time.Time
+	// Repeat is the interval of a repeating task (WithRepeat); 0 for a
+	// one-off task. Each run of a repeating task is a result of its own,
+	// with a copy of the metadata of the first.
+	Repeat time.Duration
 
 	cfg AttemptConfig
 	pol Policy
