@@ -123,7 +123,9 @@ func (req *EnqueueRequest) NewRawResult(backend string, now time.Time) *RawResul
 		VerboseName: req.VerboseName,
 		Creator:     req.Creator,
 		Repeat:      req.Repeat,
-		Metadata:    maps.Clone(req.Metadata),
+	}
+	if len(req.Metadata) > 0 {
+		r.Metadata = maps.Clone(req.Metadata)
 	}
 	if !req.RepeatUntil.IsZero() {
 		u := req.RepeatUntil.UTC()

@@ -182,7 +182,9 @@ func (e *BadErrorValue) Error() string {
 //
 // The attempt looks the task up by name, decodes the arguments, applies the
 // policy's timeout to ctx, puts the TaskContext in it (see FromContext) and
-// calls the function with panics recovered and encodes the return value.
+// calls the function with panics recovered and encodes the return value,
+// inside the execution middleware of the backend (global middleware from
+// Use, then cfg.Backend's own; see Middleware).
 // Its error is always safe to log and record: a panic becomes a
 // *PanicError (with the stack), an error value that would crash its user
 // (a typed nil pointer, an Error or Unwrap method that panics) a

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/gotasks/gotasks/backends/immediate"
+	"github.com/gotasks/gotasks/backends/dummy"
 	"github.com/gotasks/gotasks/tasks"
 )
 
@@ -17,8 +17,7 @@ type requestIDKey struct{}
 // sees how the attempt ended. Use registers middleware for every backend;
 // tasks.WithMiddleware for one.
 func ExampleMiddleware() {
-	carry := exampleCarry{}
-	b := immediate.New(immediate.WithConfig(tasks.WithName("example-middleware"), tasks.WithMiddleware(carry)))
+	b := dummy.New(tasks.WithName("example-middleware"), tasks.WithMiddleware(exampleCarry{}))
 	defer tasks.RegisterBackend(b)()
 
 	greet := tasks.Define("example.greet", func(ctx context.Context, name string) (string, error) {
@@ -26,19 +25,27 @@ func ExampleMiddleware() {
 		return "hello " + name + " (request " + id + ")", nil
 	}, tasks.WithBackend("example-middleware"))
 
-	ctx := context.WithValue(context.Background(), requestIDKey{}, "r-42")
-	res, err := greet.Enqueue(ctx, "ada")
+	// In the web handler: the request's context carries its id.
+	reqCtx := context.WithValue(context.Background(), requestIDKey{}, "r-42")
+	res, err := greet.Enqueue(reqCtx, "ada")
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	fmt.Println("stored:", res.Metadata["request_id"])
+
+	// In the worker: a context of its own, without the request's values.
+	if _, err := b.RunReady(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = res.Refresh(context.Background())
 	v, _ := res.Value()
 	fmt.Println(v)
-	fmt.Println("stored:", res.Metadata["request_id"])
 	// Output:
+	// stored: r-42
 	// example.greet attempt 1: success
 	// hello ada (request r-42)
-	// stored: r-42
 }
 
 // exampleCarry is the middleware of ExampleMiddleware.

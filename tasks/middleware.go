@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -37,9 +38,11 @@ type Middleware interface {
 	// metadata (EnqueueRequest.SetMetadata) and ctx before it calls next;
 	// it must not add or remove requests. It runs in the caller's
 	// goroutine, before the enqueue is deferred to a commit (see
-	// WithEnqueueOnCommit), so a deferred task carries what it set. An
-	// error it returns is returned by Enqueue, and nothing is enqueued
-	// unless next was called.
+	// WithEnqueueOnCommit), so a deferred task carries what it set. It
+	// calls next at most once (a second call returns ErrNextCalledTwice)
+	// with the requests it was given. An error it returns is returned by
+	// Enqueue; nothing is enqueued unless it called next. A panic in it
+	// reaches the caller of Enqueue, as in any code the caller runs.
 	Enqueue(ctx context.Context, reqs []*EnqueueRequest, next EnqueueFunc) ([]*RawResult, error)
 
 	// Execute wraps one attempt of a task, in the goroutine that runs it,
@@ -54,7 +57,9 @@ type Middleware interface {
 	// failure into a success, or another error. x.Outcome tells what an
 	// error will mean (a retry, a final failure, …). A panic in the
 	// middleware itself fails the attempt like a panic of the task.
-	// Execute must call next at most once.
+	// Execute calls next at most once (a second call returns
+	// ErrNextCalledTwice and does not run the task); without a call the
+	// task does not run and the attempt ends as Execute returns.
 	Execute(ctx context.Context, x *Execution, next ExecuteFunc) error
 }
 
@@ -182,19 +187,41 @@ func WithMiddleware(m ...Middleware) BackendOption {
 	return func(c *BackendConfig) { c.Middleware = append(slices.Clip(c.Middleware), m...) }
 }
 
-// enqueueChain runs the enqueue middleware mws around last.
+// ErrNextCalledTwice is the error of a middleware's second call of next:
+// the task is enqueued, and runs, at most once per call of Enqueue or per
+// attempt.
+var ErrNextCalledTwice = errors.New("tasks: middleware called next more than once")
+
+// enqueueChain runs the enqueue middleware mws around last. The requests
+// that reach last must be those of reqs, in order (middleware changes them,
+// never adds, drops or swaps them), and last runs at most once.
 func enqueueChain(ctx context.Context, mws []Middleware, reqs []*EnqueueRequest, last EnqueueFunc) ([]*RawResult, error) {
 	if len(mws) == 0 {
 		return last(ctx, reqs)
 	}
 	n := len(reqs)
+	orig := slices.Clone(reqs)
+	var called atomic.Bool
+	guarded := func(ctx context.Context, got []*EnqueueRequest) ([]*RawResult, error) {
+		if !slices.Equal(got, orig) {
+			return nil, fmt.Errorf("tasks: enqueue middleware passed on %d requests for the %d it was given: it may change requests, not add, drop or replace them", len(got), n)
+		}
+		if called.Swap(true) {
+			return nil, ErrNextCalledTwice
+		}
+		return last(ctx, got)
+	}
 	var step func(i int) EnqueueFunc
 	step = func(i int) EnqueueFunc {
 		if i == len(mws) {
-			return last
+			return guarded
 		}
 		return func(ctx context.Context, reqs []*EnqueueRequest) ([]*RawResult, error) {
-			return mws[i].Enqueue(ctx, reqs, step(i+1))
+			rs, err := mws[i].Enqueue(ctx, reqs, step(i+1))
+			if err != nil {
+				err = usableError(err)
+			}
+			return rs, err
 		}
 	}
 	rs, err := step(0)(ctx, reqs)
@@ -301,20 +328,27 @@ func executeChain(ctx context.Context, mws []Middleware, x *Execution, last Exec
 			err = newPanicError(v)
 		}
 	}()
+	var called atomic.Bool
+	guarded := func(ctx context.Context) error {
+		if called.Swap(true) {
+			return ErrNextCalledTwice
+		}
+		return last(ctx)
+	}
 	var step func(i int) ExecuteFunc
 	step = func(i int) ExecuteFunc {
 		if i == len(mws) {
-			return last
+			return guarded
 		}
 		return func(ctx context.Context) error {
-			return mws[i].Execute(ctx, x, step(i+1))
+			err := mws[i].Execute(ctx, x, step(i+1))
+			if err != nil { // each layer hands the next one out a usable error
+				err = usableError(err)
+			}
+			return err
 		}
 	}
-	err = step(0)(ctx)
-	if err != nil {
-		err = usableError(err)
-	}
-	return err
+	return step(0)(ctx)
 }
 
 // Metadata limits: a task's metadata is small, stored with every row.

@@ -3,14 +3,55 @@ package tasks_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gotasks/gotasks/backends/dummy"
 	"github.com/gotasks/gotasks/tasks"
 )
+
+// middlewareBundle is TestMiddleware's test bundle: a registered dummy
+// backend and its name.
+type middlewareBundle struct {
+	b    tasks.Backend
+	name string
+}
+
+// runReady runs the bundle's READY tasks.
+func (b *middlewareBundle) runReady(t *testing.T) {
+	t.Helper()
+	if _, err := b.b.(*dummy.Backend).RunReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bothHooks is a middleware with both hooks given as functions.
+type bothHooks struct {
+	Enqueue func(ctx context.Context, reqs []*tasks.EnqueueRequest, next tasks.EnqueueFunc) ([]*tasks.RawResult, error)
+	Execute func(ctx context.Context, x *tasks.Execution, next tasks.ExecuteFunc) error
+}
+
+func (h bothHooks) asMiddleware() tasks.Middleware { return hooks{h} }
+
+type hooks struct{ h bothHooks }
+
+func (m hooks) Enqueue(ctx context.Context, reqs []*tasks.EnqueueRequest, next tasks.EnqueueFunc) ([]*tasks.RawResult, error) {
+	return m.h.Enqueue(ctx, reqs, next)
+}
+
+func (m hooks) Execute(ctx context.Context, x *tasks.Execution, next tasks.ExecuteFunc) error {
+	return m.h.Execute(ctx, x, next)
+}
+
+// nilErr is an error type whose nil pointer is unusable.
+type nilErr struct{ msg string }
+
+func (e *nilErr) Error() string { return e.msg }
 
 // The conformance suite (backends/backendtest) checks middleware order,
 // outcomes and metadata on every backend; these tests cover the rest of
@@ -19,10 +60,7 @@ import (
 func TestMiddleware(t *testing.T) {
 	t.Parallel()
 
-	type testBundle struct {
-		b    tasks.Backend
-		name string
-	}
+	type testBundle = middlewareBundle
 	setup := func(t *testing.T, opts ...tasks.BackendOption) *testBundle {
 		t.Helper()
 		b, name := newDummy(t, opts...)
@@ -80,6 +118,159 @@ func TestMiddleware(t *testing.T) {
 		_, err := echo.Using(tasks.WithBackend(bundle.name)).EnqueueMany(t.Context(), []string{"a", "b"})
 		if err == nil || !strings.Contains(err.Error(), "returned 1 results for 2 tasks") {
 			t.Errorf("EnqueueMany with middleware that drops a result: err = %v, want one naming the counts", err)
+		}
+	})
+
+	t.Run("NextTwice", func(t *testing.T) {
+		t.Parallel()
+		var runs atomic.Int32
+		counted := tasks.Define(uniqueName(t), func(ctx context.Context, s string) (string, error) {
+			runs.Add(1)
+			return s, nil
+		}, tasks.WithMaxAttempts(1))
+		var execErr, enqErr error
+		twice := bothHooks{
+			Enqueue: func(ctx context.Context, reqs []*tasks.EnqueueRequest, next tasks.EnqueueFunc) ([]*tasks.RawResult, error) {
+				rs, err := next(ctx, reqs)
+				_, enqErr = next(ctx, reqs)
+				return rs, err
+			},
+			Execute: func(ctx context.Context, x *tasks.Execution, next tasks.ExecuteFunc) error {
+				_ = next(ctx)
+				execErr = next(ctx)
+				return nil
+			},
+		}
+		bundle := setup(t, tasks.WithMiddleware(twice.asMiddleware()))
+		res, err := counted.Using(tasks.WithBackend(bundle.name)).Enqueue(t.Context(), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle.runReady(t)
+		if !errors.Is(enqErr, tasks.ErrNextCalledTwice) || !errors.Is(execErr, tasks.ErrNextCalledTwice) {
+			t.Errorf("second calls of next: enqueue %v, execute %v; want ErrNextCalledTwice", enqErr, execErr)
+		}
+		if n := runs.Load(); n != 1 {
+			t.Errorf("the task ran %d times, want 1", n)
+		}
+		if raws := bundle.b.(*dummy.Backend).Results(); len(raws) != 1 || raws[0].ID != res.ID {
+			t.Errorf("stored results %v, want only %s", raws, res.ID)
+		}
+	})
+
+	t.Run("RequestsReplaced", func(t *testing.T) {
+		t.Parallel()
+		drop := tasks.EnqueueMiddlewareFunc(func(ctx context.Context, reqs []*tasks.EnqueueRequest, next tasks.EnqueueFunc) ([]*tasks.RawResult, error) {
+			return next(ctx, reqs[:1])
+		})
+		bundle := setup(t, tasks.WithMiddleware(drop))
+		_, err := echo.Using(tasks.WithBackend(bundle.name)).EnqueueMany(t.Context(), []string{"a", "b"})
+		if err == nil || !strings.Contains(err.Error(), "not add, drop or replace") {
+			t.Errorf("EnqueueMany through middleware that drops a request: err = %v, want one saying what is allowed", err)
+		}
+		if raws := bundle.b.(*dummy.Backend).Results(); len(raws) != 0 {
+			t.Errorf("%d results stored, want none", len(raws))
+		}
+	})
+
+	t.Run("TypedNilFromMiddleware", func(t *testing.T) {
+		t.Parallel()
+		var outerSaw error
+		outer := tasks.ExecuteMiddlewareFunc(func(ctx context.Context, x *tasks.Execution, next tasks.ExecuteFunc) error {
+			outerSaw = next(ctx)
+			_ = outerSaw.Error() // must not panic
+			return outerSaw
+		})
+		inner := bothHooks{
+			Enqueue: func(ctx context.Context, reqs []*tasks.EnqueueRequest, next tasks.EnqueueFunc) ([]*tasks.RawResult, error) {
+				if reqs[0].Metadata["nil-at-enqueue"] != "" {
+					var e *nilErr
+					return nil, e
+				}
+				return next(ctx, reqs)
+			},
+			Execute: func(ctx context.Context, x *tasks.Execution, next tasks.ExecuteFunc) error {
+				_ = next(ctx)
+				var e *nilErr
+				return e
+			},
+		}
+		bundle := setup(t, tasks.WithMiddleware(outer, inner.asMiddleware()))
+		task := echo.Using(tasks.WithBackend(bundle.name), tasks.WithMaxAttempts(1))
+		_, err := task.Using(tasks.WithMetadata(map[string]string{"nil-at-enqueue": "yes"})).Enqueue(t.Context(), "x")
+		var bad *tasks.BadErrorValue
+		if !errors.As(err, &bad) {
+			t.Errorf("Enqueue through middleware returning a typed nil: err = %#v, want a *BadErrorValue", err)
+		}
+		res, err := task.Enqueue(t.Context(), "y")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle.runReady(t)
+		if err := res.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if !errors.As(outerSaw, &bad) || res.Status != tasks.StatusFailed || len(res.Errors) != 1 || res.Errors[0].Type != "*tasks.BadErrorValue" {
+			t.Errorf("outer middleware saw %#v; result %s %+v; want a *BadErrorValue recorded as a failure", outerSaw, res.Status, res.Errors)
+		}
+	})
+
+	t.Run("GoexitInMiddleware", func(t *testing.T) {
+		t.Parallel()
+		mw := tasks.ExecuteMiddlewareFunc(func(ctx context.Context, x *tasks.Execution, next tasks.ExecuteFunc) error {
+			runtime.Goexit()
+			return nil
+		})
+		bundle := setup(t, tasks.WithMiddleware(mw))
+		res, err := echo.Using(tasks.WithBackend(bundle.name), tasks.WithMaxAttempts(1)).Enqueue(t.Context(), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { // Goexit ends this goroutine instead of returning
+			defer close(done)
+			_, _ = bundle.b.(*dummy.Backend).RunReady(t.Context())
+		}()
+		<-done
+		if err := res.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if res.Status != tasks.StatusFailed || len(res.Errors) != 1 || !strings.Contains(res.Errors[0].Message, "Goexit") {
+			t.Errorf("after Goexit in middleware: %s %+v, want FAILED with the Goexit recorded", res.Status, res.Errors)
+		}
+	})
+
+	t.Run("DeferredToCommit", func(t *testing.T) {
+		t.Parallel()
+		mw := tasks.EnqueueMiddlewareFunc(func(ctx context.Context, reqs []*tasks.EnqueueRequest, next tasks.EnqueueFunc) ([]*tasks.RawResult, error) {
+			for _, r := range reqs {
+				r.SetMetadata("set", "at enqueue")
+			}
+			return next(ctx, reqs)
+		})
+		bundle := setup(t, tasks.WithMiddleware(mw))
+		h := tasks.NewTxHooks(nil)
+		ctx := tasks.ContextWithTx(t.Context(), h)
+		res, err := echo.Using(tasks.WithBackend(bundle.name), tasks.WithEnqueueOnCommit(true)).Enqueue(ctx, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raws := bundle.b.(*dummy.Backend).Results(); len(raws) != 0 {
+			t.Fatalf("%d results stored before the commit, want none", len(raws))
+		}
+		if err := h.Commit(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := bundle.b.GetResult(t.Context(), res.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"set": "at enqueue"}
+		if d := cmp.Diff(want, raw.Metadata); d != "" {
+			t.Errorf("metadata stored at the commit (-want +got):\n%s", d)
+		}
+		if d := cmp.Diff(want, res.Metadata); d != "" {
+			t.Errorf("metadata of the deferred handle (-want +got):\n%s", d)
 		}
 	})
 

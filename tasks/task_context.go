@@ -49,7 +49,8 @@ type TaskContext struct {
 	// first attempt.
 	AttemptStartedAt time.Time
 	// Metadata is the task's metadata (see RawResult.Metadata); nil for
-	// none. It is the task's own copy.
+	// none. A copy per attempt, shared with the attempt's execution
+	// middleware (Execution.Metadata): read it, don't change it.
 	Metadata map[string]string
 	// Logger is the backend's logger (slog.Default() unless configured) with
 	// the attributes task, task_id, attempt, max_attempts, queue, backend
