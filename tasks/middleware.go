@@ -369,9 +369,14 @@ func (req *EnqueueRequest) SetMetadata(key, value string) {
 	req.Metadata[key] = value
 }
 
-// checkMetadata reports metadata that cannot be stored: too many or too
-// long entries, an empty key, or text that is not valid UTF-8 (which would
-// not survive the JSON it is stored as).
+// CheckMetadata reports metadata that cannot be stored, as an error
+// wrapping ErrInvalidTask: too many or too long entries (MaxMetadataEntries,
+// MaxMetadataBytes), an empty key, or text that is not valid UTF-8 (which
+// would not survive the JSON it is stored as). Task.Enqueue checks every
+// request's metadata after the enqueue middleware ran; a backend checks
+// again where requests can reach it directly.
+func CheckMetadata(md map[string]string) error { return checkMetadata(md) }
+
 func checkMetadata(md map[string]string) error {
 	if len(md) > MaxMetadataEntries {
 		return invalidf("metadata has %d entries, more than %d", len(md), MaxMetadataEntries)

@@ -960,3 +960,27 @@ func TestEnqueueLogs(t *testing.T) {
 		}
 	})
 }
+
+// TestMetadataCheckedByBackend: a request that reaches the backend directly,
+// without Task.Enqueue, still cannot store metadata that would not read
+// back (invalid UTF-8 is replaced by the JSON encoder) or break the limits.
+func TestMetadataCheckedByBackend(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := dbtCtx(t)
+		b := dbtOpen(t, dsn)
+		for name, md := range map[string]map[string]string{
+			"invalid UTF-8": {"k": "\xff"},
+			"empty key":     {"": "v"},
+		} {
+			req := &tasks.EnqueueRequest{ID: tasks.NewID(), TaskName: dbtAdd.Name(), Args: json.RawMessage(`{}`),
+				Queue: tasks.DefaultQueue, Metadata: md}
+			if _, err := b.Enqueue(ctx, req); !errors.Is(err, tasks.ErrInvalidTask) {
+				t.Errorf("%s: Enqueue = %v, want ErrInvalidTask", name, err)
+			}
+			if _, err := b.GetResult(ctx, req.ID); !errors.Is(err, tasks.ErrResultNotFound) {
+				t.Errorf("%s: GetResult = %v, want ErrResultNotFound", name, err)
+			}
+		}
+	})
+}

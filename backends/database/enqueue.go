@@ -111,6 +111,9 @@ func checkRequest(req *tasks.EnqueueRequest) error {
 	if len(req.ID) == 0 || len(req.ID) >= 64 {
 		return fmt.Errorf("%w: id %q must be 1-63 characters", tasks.ErrInvalidTask, req.ID)
 	}
+	if err := tasks.CheckMetadata(req.Metadata); err != nil {
+		return fmt.Errorf("task %q: %w", req.TaskName, err)
+	}
 	return nil
 }
 
