@@ -1,6 +1,7 @@
 package oteltasks
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -67,6 +68,9 @@ type series struct {
 	// the attributes that do not change from one attempt to the next
 	// (given at the start, where a sampler sees them).
 	processStart []trace.SpanStartOption
+	// repeatStart are those of a run of a repeating task: processStart
+	// and a new root.
+	repeatStart []trace.SpanStartOption
 }
 
 func newSeries(k seriesKey) *series {
@@ -86,6 +90,7 @@ func newSeries(k seriesKey) *series {
 			),
 		},
 	}
+	s.repeatStart = append(slices.Clip(s.processStart), trace.WithNewRoot())
 	for i, o := range outcomes {
 		s.byOutcome[i] = newMeasureOpts(task, queue, backend, labelOutcome.String(string(o)))
 	}

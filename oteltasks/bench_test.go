@@ -17,8 +17,9 @@ import (
 // BenchmarkExecute runs one attempt of a trivial task (tasks.RunAttempt,
 // as a backend does) without middleware, through a middleware that only
 // calls next (the core's share), through the middleware on no-op
-// providers, and through it on the SDK (every span sampled, no exporter;
-// metrics aggregated by a manual reader).
+// providers, through a metrics-only one (WithoutTracing) and through it on
+// the SDK (every span sampled, no exporter; metrics aggregated by a manual
+// reader).
 func BenchmarkExecute(b *testing.B) {
 	b.Run("none", func(b *testing.B) { benchAttempt(b, nil) })
 	// What any middleware costs in the core (the Execution, the chain).
@@ -30,6 +31,16 @@ func BenchmarkExecute(b *testing.B) {
 	b.Run("noop", func(b *testing.B) {
 		m, err := oteltasks.New(oteltasks.WithTracerProvider(tracenoop.NewTracerProvider()),
 			oteltasks.WithMeterProvider(metricnoop.NewMeterProvider()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchAttempt(b, m)
+	})
+	// Metrics only (WithoutTracing), on the SDK's meter provider.
+	b.Run("metrics-only", func(b *testing.B) {
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		defer func() { _ = mp.Shutdown(context.Background()) }()
+		m, err := oteltasks.New(oteltasks.WithoutTracing(), oteltasks.WithMeterProvider(mp))
 		if err != nil {
 			b.Fatal(err)
 		}

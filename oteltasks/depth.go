@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -31,20 +32,28 @@ type depthSource struct {
 }
 
 // depthObserver reads the queue depths of its backends at each collection
-// and observes them with the two gauges.
+// and observes them with the two gauges. Collections share the readings:
+// one reads at a time, and its answers serve the collections that waited
+// for it and, for maxAge, those that come after.
 type depthObserver struct {
 	sources []depthSource
 	timeout time.Duration
+	maxAge  time.Duration
 	depth   metric.Int64ObservableGauge
 	age     metric.Float64ObservableGauge
 	reg     metric.Registration
 
-	mu    sync.Mutex
-	known []map[string]struct{} // per source: the queues observed so far
+	// waiting counts the collections waiting for mu (tests).
+	waiting atomic.Int64
+
+	mu     sync.Mutex // serialises the collections
+	last   []depthAnswer
+	lastAt time.Time             // when last was read (its end); zero before
+	known  []map[string]struct{} // per source: the queues observed so far
 }
 
-func newDepthObserver(meter metric.Meter, sources []depthSource, timeout time.Duration) (*depthObserver, error) {
-	d := &depthObserver{sources: sources, timeout: timeout, known: make([]map[string]struct{}, len(sources))}
+func newDepthObserver(meter metric.Meter, sources []depthSource, timeout, maxAge time.Duration) (*depthObserver, error) {
+	d := &depthObserver{sources: sources, timeout: timeout, maxAge: maxAge, known: make([]map[string]struct{}, len(sources))}
 	for i := range d.known {
 		d.known[i] = map[string]struct{}{}
 	}
@@ -109,17 +118,37 @@ func (d *depthObserver) read(ctx context.Context) []depthAnswer {
 	return out
 }
 
+// answers returns the answers of a reading younger than maxAge, or of one
+// that ended after asked (a collection that waited for a reading in
+// flight), or of a new reading; d.mu must be held. The errors of a new
+// reading are reported with otel.Handle, once.
+func (d *depthObserver) answers(ctx context.Context, asked time.Time) []depthAnswer {
+	if d.last != nil && (d.lastAt.After(asked) || time.Since(d.lastAt) < d.maxAge) {
+		return d.last
+	}
+	d.last = d.read(ctx)
+	d.lastAt = time.Now()
+	for i, a := range d.last {
+		if a.err != nil {
+			otel.Handle(fmt.Errorf("oteltasks: queue depths of backend %q: %w", d.sources[i].name, a.err))
+		}
+	}
+	return d.last
+}
+
 // observe is the gauges' callback.
 func (d *depthObserver) observe(ctx context.Context, o metric.Observer) error {
-	answers := d.read(ctx)
-	now := time.Now()
+	asked := time.Now()
+	d.waiting.Add(1)
 	d.mu.Lock()
+	d.waiting.Add(-1)
 	defer d.mu.Unlock()
+	answers := d.answers(ctx, asked)
+	now := time.Now()
 	for i, a := range answers {
 		src := d.sources[i]
 		if a.err != nil {
-			otel.Handle(fmt.Errorf("oteltasks: queue depths of backend %q: %w", src.name, a.err))
-			continue
+			continue // reported by answers
 		}
 		known := d.known[i]
 		seen := make(map[string]bool, len(a.depths))

@@ -3,17 +3,21 @@ package oteltasks_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
 
 	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/backends/dummy"
 	"github.com/gotasks/gotasks/internal/dbtest"
+	"github.com/gotasks/gotasks/oteltasks"
 	"github.com/gotasks/gotasks/tasks"
 )
 
@@ -214,4 +218,109 @@ func TestErrors(t *testing.T) {
 func with(m map[string]string, k, v string) map[string]string {
 	m[k] = v
 	return m
+}
+
+// nilErr is an error type whose nil pointer is unusable.
+type nilErr struct{ msg string }
+
+func (e *nilErr) Error() string { return e.msg }
+
+// panickyErr is an error whose Error method panics.
+type panickyErr struct{}
+
+func (panickyErr) Error() string { panic("no message") }
+
+// recordError never panics: a typed nil or an error whose methods panic is
+// recorded with a fixed message naming its type.
+func TestRecordError(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want attemptSpan
+	}{
+		{name: "TypedNil", err: (*nilErr)(nil), want: attemptSpan{Status: codes.Error,
+			StatusDesc: "oteltasks: unusable error value of type *oteltasks_test.nilErr: a nil *oteltasks_test.nilErr is not a nil error",
+			ErrorType:  "*oteltasks_test.nilErr",
+			Exceptions: []string{"oteltasks: unusable error value of type *oteltasks_test.nilErr: a nil *oteltasks_test.nilErr is not a nil error"}}},
+		{name: "PanickingMethod", err: panickyErr{}, want: attemptSpan{Status: codes.Error,
+			StatusDesc: "oteltasks: unusable error value of type oteltasks_test.panickyErr: its methods panicked",
+			ErrorType:  "oteltasks_test.panickyErr",
+			Exceptions: []string{"oteltasks: unusable error value of type oteltasks_test.panickyErr: its methods panicked"}}},
+		{name: "Usable", err: &nilErr{"bad"}, want: attemptSpan{Status: codes.Error, StatusDesc: "bad",
+			ErrorType: "*oteltasks_test.nilErr", Exceptions: []string{"bad"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			_, span := h.tracer.Start(context.Background(), "attempt", trace.WithSpanKind(trace.SpanKindConsumer))
+			oteltasks.RecordError(span, tc.err)
+			span.End()
+			if diff := cmp.Diff([]attemptSpan{tc.want}, attemptSpans(h.waitSpans(t, 1))); diff != "" {
+				t.Errorf("span (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// panickyProvider hands out spans whose SetStatus panics (an exporter's
+// or a vendor SDK's bug), wrapping those of tp.
+type panickyProvider struct {
+	embedded.TracerProvider
+	tp trace.TracerProvider
+}
+
+func (p panickyProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return panickyTracer{p.tp.Tracer(name, opts...)}
+}
+
+type panickyTracer struct{ trace.Tracer }
+
+func (t panickyTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	ctx, s := t.Tracer.Start(ctx, name, opts...)
+	p := panickySpan{s}
+	return trace.ContextWithSpan(ctx, p), p
+}
+
+type panickySpan struct{ trace.Span }
+
+func (panickySpan) SetStatus(codes.Code, string) { panic("exporter bug") }
+
+// A panic while an attempt's error is recorded neither stops the span
+// from ending nor the attempt from being counted, nor changes the
+// attempt's outcome.
+func TestPanicWhileRecording(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	m, err := oteltasks.New(oteltasks.WithTracerProvider(panickyProvider{tp: h.tp}), oteltasks.WithMeterProvider(h.mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	b := dummy.New(tasks.WithLogger(discard), tasks.WithName(uniqueName("dummy")), tasks.WithMiddleware(m))
+	t.Cleanup(tasks.RegisterBackend(b))
+	res, err := failTask.Using(tasks.WithBackend(b.Name())).Enqueue(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.RunReady(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := res.Value(); res.Status != tasks.StatusFailed || !strings.Contains(fmt.Sprint(err), errBroken.Error()) {
+		t.Errorf("result %s, %v; want FAILED with the task's own error %q", res.Status, err, errBroken)
+	}
+	spans := h.waitSpans(t, 2)
+	if got := spanNamed(t, spans, "process oteltasks_test.fail"); got.EndTime().IsZero() {
+		t.Errorf("the attempt's span did not end")
+	}
+	got := readAttemptMetrics(t, h, b.Name()).Finished
+	if diff := cmp.Diff(map[string]int64{withOutcome(failDefault, tasks.OutcomeFailure): 1}, got); diff != "" {
+		t.Errorf("gotasks.attempts.finished (-want +got):\n%s", diff)
+	}
+	if msgs := handledMentioning(res.ID); len(msgs) != 1 || !strings.Contains(msgs[0], "exporter bug") {
+		t.Errorf("otel.Handle got %q, want one report of the panic", msgs)
+	}
 }

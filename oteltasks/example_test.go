@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log"
 
+	"github.com/prometheus/client_golang/prometheus"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -81,6 +84,47 @@ func Example_worker() {
 	}
 	defer func() { _ = m.Close() }()
 	defer tasks.Use(m)()
+
+	w, err := database.NewWorker(b, database.WorkerConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := w.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// Two instances, as in a worker that serves its own /metrics: the
+// program's instance traces (and counts on the global providers) for every
+// backend, and a metrics-only one counts on a meter provider of the
+// worker's own, here a Prometheus exporter's, inside it. The task runs in
+// the tracing instance's span.
+func ExampleWithoutTracing() {
+	ctx := context.Background()
+	tracing, err := oteltasks.New()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = tracing.Close() }()
+	defer tasks.Use(tracing)()
+
+	b, err := database.Open(ctx, "postgres://localhost/app")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	exp, err := otelprom.New(otelprom.WithRegisterer(prometheus.NewRegistry()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	defer func() { _ = mp.Shutdown(ctx) }()
+	counting, err := oteltasks.New(oteltasks.WithoutTracing(), oteltasks.WithMeterProvider(mp), oteltasks.WithQueueDepth(b))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = counting.Close() }()
+	b.Apply(tasks.WithMiddleware(counting)) // before the worker starts
 
 	w, err := database.NewWorker(b, database.WorkerConfig{})
 	if err != nil {

@@ -32,6 +32,7 @@ type harness struct {
 	tracer trace.Tracer // for the test's own spans ("GET /orders")
 	spans  *tracetest.SpanRecorder
 	reader *sdkmetric.ManualReader
+	mp     *sdkmetric.MeterProvider
 }
 
 // newHarness returns a harness whose Middleware has opts too; it is closed
@@ -41,6 +42,7 @@ func newHarness(t testing.TB, opts ...oteltasks.Option) *harness {
 	h := &harness{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
 	h.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans), sdktrace.WithSampler(sdktrace.AlwaysSample()))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader))
+	h.mp = mp
 	h.tracer = h.tp.Tracer("oteltasks_test")
 	m, err := oteltasks.New(append([]oteltasks.Option{
 		oteltasks.WithTracerProvider(h.tp), oteltasks.WithMeterProvider(mp),

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/backends/dummy"
@@ -143,12 +145,7 @@ func TestMetrics(t *testing.T) {
 		t.Parallel()
 		dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
 			b := openDatabase(t, dsn)
-			_, hasDepth := tasks.Backend(b).(tasks.DepthReader)
-			var opts []oteltasks.Option
-			if hasDepth {
-				opts = append(opts, oteltasks.WithQueueDepth(b))
-			}
-			h := newHarness(t, opts...)
+			h := newHarness(t, oteltasks.WithQueueDepth(b), oteltasks.WithDepthMaxAge(0))
 			t.Cleanup(tasks.Use(h.m))
 
 			ctx := context.Background()
@@ -165,13 +162,9 @@ func TestMetrics(t *testing.T) {
 			if _, err := okTask.Using(on, tasks.WithDelay(time.Hour)).Enqueue(ctx, 4); err != nil {
 				t.Fatal(err)
 			}
-			if hasDepth {
-				checkDepths(t, h, b.Name(), map[string]float64{
-					"queue=default,state=ready": 5, "queue=default,state=scheduled": 1, "queue=default,state=running": 0,
-				}, 0, 60)
-			} else {
-				t.Log("the database backend does not implement tasks.DepthReader yet: queue gauges not checked")
-			}
+			checkDepths(t, h, b.Name(), map[string]float64{
+				"queue=default,state=ready": 5, "queue=default,state=scheduled": 1, "queue=default,state=running": 0,
+			}, 0, 60)
 
 			w, err := database.NewWorker(b, database.WorkerConfig{PollInterval: 20 * time.Millisecond, Logger: discard, MaxTasks: 6})
 			if err != nil {
@@ -203,11 +196,9 @@ func TestMetrics(t *testing.T) {
 			if diff := cmp.Diff(want, readAttemptMetrics(t, h, b.Name())); diff != "" {
 				t.Errorf("metrics (-want +got):\n%s", diff)
 			}
-			if hasDepth {
-				checkDepths(t, h, b.Name(), map[string]float64{
-					"queue=default,state=ready": 0, "queue=default,state=scheduled": 1, "queue=default,state=running": 0,
-				}, 0, 0)
-			}
+			checkDepths(t, h, b.Name(), map[string]float64{
+				"queue=default,state=ready": 0, "queue=default,state=scheduled": 1, "queue=default,state=running": 0,
+			}, 0, 0)
 		})
 	})
 }
@@ -264,7 +255,7 @@ func TestQueueDepth(t *testing.T) {
 	t.Run("Values", func(t *testing.T) {
 		t.Parallel()
 		f := newFakeDepths()
-		h := newHarness(t, oteltasks.WithQueueDepth(f))
+		h := newHarness(t, oteltasks.WithQueueDepth(f), oteltasks.WithDepthMaxAge(0))
 		now := time.Now()
 		f.set([]tasks.QueueDepth{
 			{Queue: "emails", Ready: 7, Scheduled: 2, Running: 3, OldestDue: now.Add(-90 * time.Second)},
@@ -374,6 +365,84 @@ func TestQueueDepth(t *testing.T) {
 		}
 	})
 
+	// Collections at the same time (several readers of one meter provider,
+	// several scrapers) share one reading of the backends: those that
+	// waited for the reading in flight use its answers.
+	t.Run("SharedReading", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeDepths()
+		f.set([]tasks.QueueDepth{{Queue: "q", Ready: 3, Scheduled: 1}}, nil)
+		f.block = make(chan struct{})
+		const n = 4
+		var readers []*sdkmetric.ManualReader
+		var opts []sdkmetric.Option
+		for range n {
+			r := sdkmetric.NewManualReader()
+			readers = append(readers, r)
+			opts = append(opts, sdkmetric.WithReader(r))
+		}
+		mp := sdkmetric.NewMeterProvider(opts...)
+		t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+		// Max age 0: only the waiting can share the answers.
+		m, err := oteltasks.New(oteltasks.WithMeterProvider(mp), oteltasks.WithQueueDepth(f), oteltasks.WithDepthMaxAge(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+
+		got := make([]metricdata.ResourceMetrics, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i, r := range readers {
+			wg.Go(func() { errs[i] = r.Collect(context.Background(), &got[i]) })
+		}
+		dbtest.WaitUntil(t, 10*time.Second, "one reading in flight and the other collections waiting for it", func() bool {
+			return f.calls.Load() == 1 && oteltasks.DepthWaiting(m) == n-1
+		})
+		close(f.block)
+		wg.Wait()
+		if c := f.calls.Load(); c != 1 {
+			t.Errorf("QueueDepths called %d times for %d concurrent collections, want once", c, n)
+		}
+		want := map[string]float64{"queue=q,state=ready": 3, "queue=q,state=scheduled": 1, "queue=q,state=running": 0}
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("collection %d: %v", i, errs[i])
+			}
+			if diff := cmp.Diff(want, gaugeValues(t, got[i], "gotasks.queue.depth", f.Name())); diff != "" {
+				t.Errorf("collection %d: gotasks.queue.depth (-want +got):\n%s", i, diff)
+			}
+		}
+	})
+
+	// An answer younger than the max age (1 s by default) serves the next
+	// collections; an older one is read again.
+	t.Run("MaxAge", func(t *testing.T) {
+		t.Parallel()
+		f := newFakeDepths()
+		f.set([]tasks.QueueDepth{{Queue: "q", Ready: 1}}, nil)
+		h := newHarness(t, oteltasks.WithQueueDepth(f), oteltasks.WithDepthMaxAge(time.Hour))
+		h.collect(t)
+		f.set([]tasks.QueueDepth{{Queue: "q", Ready: 2}}, nil)
+		rm := h.collect(t)
+		if c := f.calls.Load(); c != 1 {
+			t.Errorf("QueueDepths called %d times for 2 collections within the max age, want once", c)
+		}
+		if diff := cmp.Diff(map[string]float64{"queue=q,state=ready": 1, "queue=q,state=scheduled": 0, "queue=q,state=running": 0},
+			gaugeValues(t, rm, "gotasks.queue.depth", f.Name())); diff != "" {
+			t.Errorf("gotasks.queue.depth of the second collection, the first one's answer (-want +got):\n%s", diff)
+		}
+
+		g := newFakeDepths()
+		g.set([]tasks.QueueDepth{{Queue: "q", Ready: 1}}, nil)
+		h = newHarness(t, oteltasks.WithQueueDepth(g), oteltasks.WithDepthMaxAge(time.Millisecond))
+		h.collect(t)
+		g.set([]tasks.QueueDepth{{Queue: "q", Ready: 2}}, nil)
+		dbtest.WaitUntil(t, 10*time.Second, "a collection past the max age reading the backend again", func() bool {
+			return gaugeValues(t, h.collect(t), "gotasks.queue.depth", g.Name())["queue=q,state=ready"] == 2
+		})
+	})
+
 	t.Run("NotADepthReader", func(t *testing.T) {
 		t.Parallel()
 		b := immediate.New(immediate.WithConfig(tasks.WithLogger(discard), tasks.WithName("imm")))
@@ -390,11 +459,8 @@ func TestQueueDepth(t *testing.T) {
 	t.Run("Dummy", func(t *testing.T) {
 		t.Parallel()
 		b := dummy.New(tasks.WithLogger(discard), tasks.WithName(uniqueName("dummy")))
-		if _, ok := tasks.Backend(b).(tasks.DepthReader); !ok {
-			t.Skip("the dummy backend does not implement tasks.DepthReader yet")
-		}
 		t.Cleanup(tasks.RegisterBackend(b))
-		h := newHarness(t, oteltasks.WithQueueDepth(b))
+		h := newHarness(t, oteltasks.WithQueueDepth(b), oteltasks.WithDepthMaxAge(0))
 		on := tasks.WithBackend(b.Name())
 		ctx := context.Background()
 		if _, err := okTask.Using(on).EnqueueMany(ctx, []int{1, 2}); err != nil {
@@ -469,5 +535,48 @@ func TestPrometheusNames(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Prometheus metric families (-want +got):\n%s", diff)
+	}
+}
+
+// An attempt whose enqueue or start time is unknown records no wait,
+// rather than a wait of 0.
+func TestWaitUnknownTimes(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	for _, tc := range []struct {
+		name                string
+		enqueued, attempted time.Time
+		wantWait            map[string]uint64
+	}{
+		{name: "Known", enqueued: now.Add(-time.Second), attempted: now, wantWait: map[string]uint64{okDefault: 1}},
+		{name: "NoEnqueueTime", attempted: now},
+		{name: "NoStartTime", enqueued: now},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			backend := uniqueName("attempt")
+			cfg := &tasks.BackendConfig{}
+			cfg.Apply(tasks.WithName(backend), tasks.WithLogger(discard), tasks.WithMiddleware(h.m))
+			rec := &tasks.RawResult{
+				ID: tasks.NewID(), TaskName: okTask.Name(), Status: tasks.StatusRunning, Args: []byte("1"),
+				Queue: "default", Backend: backend, Attempts: 1, MaxAttempts: 1, EnqueuedAt: tc.enqueued,
+			}
+			if !tc.attempted.IsZero() {
+				rec.StartedAt, rec.LastAttemptedAt = &tc.attempted, &tc.attempted
+			}
+			var a tasks.Attempt
+			tasks.RunAttempt(context.Background(), rec, tasks.AttemptConfig{Backend: cfg}, func(got tasks.Attempt) { a = got })
+			if a.Status != tasks.StatusSuccessful {
+				t.Fatalf("attempt %s: %v", a.Status, a.Err)
+			}
+			got := readAttemptMetrics(t, h, backend)
+			if diff := cmp.Diff(map[string]int64{okDefault: 1}, got.Started); diff != "" {
+				t.Errorf("gotasks.attempts.started (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantWait, got.WaitCount, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("gotasks.attempt.wait counts (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -42,6 +42,10 @@ var secondsBuckets = []float64{
 // defaultDepthTimeout bounds one reading of a backend's queue depths.
 const defaultDepthTimeout = 5 * time.Second
 
+// defaultDepthMaxAge is how long the answers of a reading of queue depths
+// serve further collections (several readers, several scrapers).
+const defaultDepthMaxAge = time.Second
+
 // Option configures New.
 type Option func(*config)
 
@@ -49,8 +53,10 @@ type config struct {
 	tp           trace.TracerProvider
 	mp           metric.MeterProvider
 	prop         propagation.TextMapPropagator
+	noTracing    bool
 	depth        []tasks.Backend
 	depthTimeout time.Duration
+	depthMaxAge  time.Duration
 }
 
 // WithTracerProvider sets the tracer provider; the default is the global
@@ -69,20 +75,54 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 
 // WithPropagator sets how the trace context is written to a task's
 // metadata at enqueue and read back at each attempt. The default is the
-// W3C Trace Context and Baggage propagators (metadata entries traceparent,
-// tracestate and baggage), not the global propagator
-// (otel.GetTextMapPropagator), which propagates nothing unless the program
-// set one: tasks should carry their trace without further set-up. Pass
-// otel.GetTextMapPropagator() to use the global one. The enqueuing
-// processes and the workers must use the same propagator.
+// W3C Trace Context propagator only (metadata entries traceparent and
+// tracestate), not the global propagator (otel.GetTextMapPropagator),
+// which propagates nothing unless the program set one: tasks carry their
+// trace without further set-up. Pass otel.GetTextMapPropagator() to use
+// the global one. The enqueuing processes and the workers must use the
+// same propagator.
+//
+// Baggage is not carried by default: it often holds user ids, which would
+// be stored in plain text with the task (in the database, on the dashboard,
+// in gotasks show), and up to 8 KiB of it could take a task's metadata
+// over its limits (tasks.MaxMetadataBytes). To carry it to the tasks:
+//
+//	oteltasks.WithPropagator(propagation.NewCompositeTextMapPropagator(
+//		propagation.TraceContext{}, propagation.Baggage{}))
+//
+// Whatever the propagator, tracing never makes an enqueue fail: when what
+// it writes would take a task's metadata over tasks.MaxMetadataEntries or
+// tasks.MaxMetadataBytes, the entries other than traceparent and
+// tracestate are not stored (nor those two, if the task still would not
+// fit), and the loss is reported with otel.Handle.
 func WithPropagator(p propagation.TextMapPropagator) Option {
 	return func(c *config) { c.prop = p }
+}
+
+// WithoutTracing makes a Middleware that only counts, for a second
+// instance beside the program's own tracing instance, such as the worker
+// command's Prometheus endpoint. It records the metrics (and the queue
+// gauges of WithQueueDepth) and nothing else: it starts no span, neither
+// reads a trace context from a task's metadata nor writes one to it, and
+// passes the context of an enqueue or an attempt on untouched.
+//
+// An instance on a no-op tracer provider (WithTracerProvider) is not the
+// same: it still puts the trace context read from the task's metadata in
+// the attempt's context, replacing the consumer span the tracing instance
+// put there, so that the task's own spans and its follow-up enqueues would
+// hang off the enqueue span instead of the attempt. With WithoutTracing,
+// WithTracerProvider and WithPropagator have no effect.
+func WithoutTracing() Option {
+	return func(c *config) { c.noTracing = true }
 }
 
 // WithQueueDepth observes the queues of these backends with the gauges
 // gotasks.queue.depth and gotasks.queue.age, read at each collection of the
 // meter provider (each reading bounded by 5 s; an error is reported with
-// otel.Handle and observes nothing for that backend). Each backend must
+// otel.Handle and observes nothing for that backend). Collections share
+// their readings: while one reads, the others wait for its answers, and
+// answers less than a second old serve the next collections (several
+// readers or scrapers do not each query every backend). Each backend must
 // implement tasks.DepthReader, or New returns an error. A queue that
 // empties after it was observed is reported with zeros, so that its series
 // goes down to 0 instead of vanishing.
@@ -100,13 +140,23 @@ func withDepthTimeout(d time.Duration) Option {
 	return func(c *config) { c.depthTimeout = d }
 }
 
+// withDepthMaxAge sets how long the answers of a reading of queue depths
+// serve further collections (tests; 0: only the collections that waited
+// for the reading).
+func withDepthMaxAge(d time.Duration) Option {
+	return func(c *config) { c.depthMaxAge = d }
+}
+
 // Middleware is the OpenTelemetry tasks.Middleware: register it once,
 // with tasks.Use for every backend or with tasks.WithMiddleware for one
 // (registered twice, every enqueue and attempt has two spans). It is safe
-// for concurrent use. Create it with New; one per process is enough.
+// for concurrent use. Create it with New; one per process is enough, plus
+// a metrics-only one (WithoutTracing) where a part of the program counts
+// on its own meter provider.
 type Middleware struct {
-	tracer trace.Tracer
-	prop   propagation.TextMapPropagator
+	tracing bool         // false: WithoutTracing
+	tracer  trace.Tracer // nil without tracing
+	prop    propagation.TextMapPropagator
 
 	enqueued metric.Int64Counter
 	started  metric.Int64Counter
@@ -129,7 +179,7 @@ var _ tasks.Middleware = (*Middleware)(nil)
 // an instrument cannot be created or a backend of WithQueueDepth cannot
 // read its queue depths. Call Close when done with it.
 func New(opts ...Option) (*Middleware, error) {
-	c := config{depthTimeout: defaultDepthTimeout}
+	c := config{depthTimeout: defaultDepthTimeout, depthMaxAge: defaultDepthMaxAge}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -140,7 +190,7 @@ func New(opts ...Option) (*Middleware, error) {
 		c.mp = otel.GetMeterProvider()
 	}
 	if c.prop == nil {
-		c.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+		c.prop = propagation.TraceContext{}
 	}
 	readers := make([]depthSource, 0, len(c.depth))
 	for i, b := range c.depth {
@@ -154,9 +204,9 @@ func New(opts ...Option) (*Middleware, error) {
 		readers = append(readers, depthSource{name: b.Name(), r: dr})
 	}
 
-	m := &Middleware{
-		tracer: c.tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL)),
-		prop:   c.prop,
+	m := &Middleware{tracing: !c.noTracing, prop: c.prop}
+	if m.tracing {
+		m.tracer = c.tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL))
 	}
 	meter := c.mp.Meter(ScopeName, metric.WithSchemaURL(semconv.SchemaURL))
 	var errs []error
@@ -175,11 +225,11 @@ func New(opts ...Option) (*Middleware, error) {
 		metric.WithExplicitBucketBoundaries(secondsBuckets...))
 	errs = append(errs, err)
 	m.wait, err = meter.Float64Histogram(metricWait, metric.WithUnit("s"),
-		metric.WithDescription("How long attempts of tasks waited to start after they were due."),
+		metric.WithDescription("How long attempts of tasks waited to start after they were due (the later of their enqueue and their run-after or retry time)."),
 		metric.WithExplicitBucketBoundaries(secondsBuckets...))
 	errs = append(errs, err)
 	if len(readers) > 0 {
-		m.depth, err = newDepthObserver(meter, readers, c.depthTimeout)
+		m.depth, err = newDepthObserver(meter, readers, c.depthTimeout, c.depthMaxAge)
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

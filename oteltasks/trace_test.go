@@ -3,8 +3,11 @@ package oteltasks_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -281,12 +284,12 @@ func TestTrace(t *testing.T) {
 		}
 	})
 
-	// Baggage set where the task is enqueued reaches the task.
+	// Baggage set where the task is enqueued reaches the task when the
+	// propagator carries it.
 	t.Run("Baggage", func(t *testing.T) {
 		t.Parallel()
-		h := newHarness(t)
-		b := dummy.New(tasks.WithLogger(discard), tasks.WithName(uniqueName("dummy")), tasks.WithMiddleware(h.m))
-		t.Cleanup(tasks.RegisterBackend(b))
+		h := newHarness(t, oteltasks.WithPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})))
+		b := newDummy(t, h)
 		member, _ := baggage.NewMember("tenant", "acme")
 		bag, _ := baggage.New(member)
 		res, err := baggageTask.Using(tasks.WithBackend(b.Name())).Enqueue(baggage.ContextWithBaggage(context.Background(), bag), "tenant")
@@ -306,9 +309,321 @@ func TestTrace(t *testing.T) {
 			t.Errorf("the task saw tenant %q (%v), want acme", v, err)
 		}
 	})
+
+	// The default propagator is W3C Trace Context only: baggage (user
+	// ids, …) is not stored with the task.
+	t.Run("NoBaggageByDefault", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		b := newDummy(t, h)
+		member, _ := baggage.NewMember("user", "u-1234")
+		bag, _ := baggage.New(member)
+		ctx, span := h.tracer.Start(baggage.ContextWithBaggage(context.Background(), bag), "GET /orders")
+		res, err := baggageTask.Using(tasks.WithBackend(b.Name())).Enqueue(ctx, "user")
+		span.End()
+		if err != nil {
+			t.Fatal(err)
+		}
+		spans := h.waitSpans(t, 2)
+		want := map[string]string{"traceparent": traceparent(spanNamed(t, spans, "enqueue oteltasks_test.baggage"))}
+		if diff := cmp.Diff(want, res.Metadata); diff != "" {
+			t.Errorf("stored metadata (-want +got):\n%s", diff)
+		}
+		if _, err := b.RunReady(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := res.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := res.Value(); v != "" || err != nil {
+			t.Errorf("the task saw user %q (%v), want none", v, err)
+		}
+	})
 }
 
 // baggageTask returns the value of the baggage member named key.
 var baggageTask = tasks.Define("oteltasks_test.baggage", func(ctx context.Context, key string) (string, error) {
 	return baggage.FromContext(ctx).Member(key).Value(), nil
 })
+
+// seenSpan is what spanTask saw and did.
+type seenSpan struct {
+	TraceID, SpanID string // of the span in its context
+	FollowupID      string
+}
+
+// spanTask returns the span of its context and enqueues a follow-up.
+var spanTask = tasks.Define("oteltasks_test.span", func(ctx context.Context, key string) (seenSpan, error) {
+	sc := trace.SpanFromContext(ctx).SpanContext()
+	r, err := followupTask.Enqueue(ctx, key)
+	if err != nil {
+		return seenSpan{}, err
+	}
+	return seenSpan{TraceID: sc.TraceID().String(), SpanID: sc.SpanID().String(), FollowupID: r.ID}, nil
+})
+
+// Not parallel: tasks.Use wraps every backend of the process.
+func TestWithoutTracing(t *testing.T) {
+	// The worker command's set-up: the program's tracing instance for
+	// every backend (tasks.Use), and a metrics-only instance of the
+	// backend's own inside it. The task runs in the tracing instance's
+	// consumer span, its follow-up is that span's child, and the
+	// metrics-only instance counts.
+	t.Run("BesideTracing", func(t *testing.T) {
+		tracing := newHarness(t)
+		t.Cleanup(tasks.Use(tracing.m))
+		counting := newHarness(t, oteltasks.WithoutTracing())
+		b := newDummy(t, counting)
+
+		ctx, req := tracing.tracer.Start(context.Background(), "GET /orders", trace.WithSpanKind(trace.SpanKindServer))
+		res, err := spanTask.Using(tasks.WithBackend(b.Name())).Enqueue(ctx, "k")
+		req.End()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := b.RunReady(context.Background()); n != 2 || err != nil {
+			t.Fatalf("RunReady = %d, %v; want 2 tasks (the task and its follow-up)", n, err)
+		}
+		if err := res.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		seen, err := res.Value()
+		if err != nil {
+			t.Fatalf("span task: %v", err)
+		}
+
+		spans := tracing.waitSpans(t, 5)
+		consumer := spanNamed(t, spans, "process oteltasks_test.span")
+		wantSeen := seenSpan{TraceID: consumer.SpanContext().TraceID().String(), SpanID: consumer.SpanContext().SpanID().String(),
+			FollowupID: seen.FollowupID}
+		if diff := cmp.Diff(wantSeen, seen); diff != "" {
+			t.Errorf("the task's current span, want the tracing instance's attempt span (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(map[string]string{"traceparent": traceparent(spanNamed(t, spans, "enqueue oteltasks_test.span"))}, res.Metadata); diff != "" {
+			t.Errorf("stored metadata, the tracing instance's only (-want +got):\n%s", diff)
+		}
+		spans = append([]sdktrace.ReadOnlySpan{spanNamed(t, spans, "GET /orders")}, spans...)
+		type link struct{ Name, Parent string }
+		var got []link
+		for _, s := range summarize(spans, nil)[1:] {
+			got = append(got, link{s.Name, s.Parent})
+		}
+		want := []link{
+			{"GET /orders", ""},
+			{"enqueue oteltasks_test.span", "GET /orders"},
+			{"process oteltasks_test.span", "enqueue oteltasks_test.span"},
+			{"enqueue oteltasks_test.followup", "process oteltasks_test.span"},
+			{"process oteltasks_test.followup", "enqueue oteltasks_test.followup"},
+		}
+		byName := cmpopts.SortSlices(func(a, b link) bool { return a.Name < b.Name })
+		if diff := cmp.Diff(want, got, byName); diff != "" {
+			t.Errorf("spans and their parents (-want +got):\n%s", diff)
+		}
+
+		if got := counting.ended(); len(got) != 0 {
+			t.Errorf("the metrics-only instance ended spans %v, want none", spanNames(got))
+		}
+		const spanDefault, followupDefault = "queue=default,task=oteltasks_test.span", "queue=default,task=oteltasks_test.followup"
+		wantMetrics := attemptMetrics{
+			Enqueued: map[string]int64{spanDefault: 1, followupDefault: 1},
+			Started:  map[string]int64{spanDefault: 1, followupDefault: 1},
+			Finished: map[string]int64{
+				withOutcome(spanDefault, tasks.OutcomeSuccess):     1,
+				withOutcome(followupDefault, tasks.OutcomeSuccess): 1,
+			},
+			DurationCount: map[string]uint64{
+				withOutcome(spanDefault, tasks.OutcomeSuccess):     1,
+				withOutcome(followupDefault, tasks.OutcomeSuccess): 1,
+			},
+			WaitCount: map[string]uint64{spanDefault: 1, followupDefault: 1},
+		}
+		if diff := cmp.Diff(wantMetrics, readAttemptMetrics(t, counting, b.Name())); diff != "" {
+			t.Errorf("metrics of the metrics-only instance (-want +got):\n%s", diff)
+		}
+	})
+
+	// Alone, it writes no metadata and leaves the contexts as they are.
+	t.Run("Alone", func(t *testing.T) {
+		counting := newHarness(t, oteltasks.WithoutTracing())
+		b := newDummy(t, counting)
+		ctx, req := counting.tracer.Start(context.Background(), "GET /orders")
+		res, err := spanTask.Using(tasks.WithBackend(b.Name())).Enqueue(ctx, "k")
+		req.End()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Metadata) != 0 {
+			t.Errorf("stored metadata %v, want none", res.Metadata)
+		}
+		if _, err := b.RunReady(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := res.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		seen, err := res.Value()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var none trace.SpanContext
+		if diff := cmp.Diff(seenSpan{TraceID: none.TraceID().String(), SpanID: none.SpanID().String(), FollowupID: seen.FollowupID}, seen); diff != "" {
+			t.Errorf("the task's span, want none (-want +got):\n%s", diff)
+		}
+		if got := spanNames(counting.ended()); !cmp.Equal(got, []string{"GET /orders"}) {
+			t.Errorf("ended spans %v, want the test's own only", got)
+		}
+		if got := readAttemptMetrics(t, counting, b.Name()).Finished; len(got) != 2 {
+			t.Errorf("gotasks.attempts.finished %v, want the task and its follow-up", got)
+		}
+	})
+}
+
+// Each run of a repeating task is the root of a trace of its own, linked
+// to the enqueue span, not one more child of the request that enqueued the
+// task (which every run's metadata names).
+func TestRepeat(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	b := openDatabase(t, dbtest.SQLiteDSN(t), database.WithBackendOptions(tasks.WithMiddleware(h.m)))
+	ctx, req := h.tracer.Start(context.Background(), "POST /reports", trace.WithSpanKind(trace.SpanKindServer))
+	if _, err := okTask.Using(tasks.WithBackend(b.Name()), tasks.WithRepeat(time.Second)).Enqueue(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	req.End()
+	startWorker(t, b)
+	runs := func() []sdktrace.ReadOnlySpan {
+		var out []sdktrace.ReadOnlySpan
+		for _, s := range h.ended() {
+			if s.Name() == "process oteltasks_test.ok" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	dbtest.WaitUntil(t, 10*time.Second, "two runs of the repeating task", func() bool { return len(runs()) >= 2 })
+
+	enqueue := spanNamed(t, h.ended(), "enqueue oteltasks_test.ok")
+	if enqueue.Parent().SpanID() != req.SpanContext().SpanID() {
+		t.Errorf("the enqueue span's parent %v, want the request %v", enqueue.Parent().SpanID(), req.SpanContext().SpanID())
+	}
+	type run struct {
+		Root           bool
+		InEnqueueTrace bool
+		Links          []string // traceparents
+		Outcome        string
+	}
+	var got []run
+	traces, ids := map[trace.TraceID]bool{}, map[string]bool{}
+	for _, s := range runs()[:2] {
+		r := run{Root: !s.Parent().IsValid(), InEnqueueTrace: s.SpanContext().TraceID() == enqueue.SpanContext().TraceID()}
+		for _, l := range s.Links() {
+			r.Links = append(r.Links, fmt.Sprintf("00-%s-%s-%s", l.SpanContext.TraceID(), l.SpanContext.SpanID(), l.SpanContext.TraceFlags()))
+		}
+		for _, kv := range s.Attributes() {
+			if kv.Key == "gotasks.outcome" {
+				r.Outcome = kv.Value.AsString()
+			}
+			if kv.Key == "messaging.message.id" {
+				ids[kv.Value.AsString()] = true
+			}
+		}
+		traces[s.SpanContext().TraceID()] = true
+		got = append(got, r)
+	}
+	want := []run{
+		{Root: true, Links: []string{traceparent(enqueue)}, Outcome: "success"},
+		{Root: true, Links: []string{traceparent(enqueue)}, Outcome: "success"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("runs of the repeating task (-want +got):\n%s", diff)
+	}
+	if len(traces) != 2 || len(ids) != 2 {
+		t.Errorf("two runs in %d traces with %d message ids, want a trace and a result each", len(traces), len(ids))
+	}
+}
+
+// Tracing never makes an enqueue fail: what the propagator writes beyond
+// the trace context is not stored when it would take the task's metadata
+// over the core's limits, nor the trace context when even that does not
+// fit.
+func TestMetadataLimits(t *testing.T) {
+	withBaggage := oteltasks.WithPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	// bigBaggage is about 7 KiB of baggage.
+	var members []baggage.Member
+	for i := range 2 {
+		m, err := baggage.NewMember(fmt.Sprintf("k%d", i), strings.Repeat("v", 3500))
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, m)
+	}
+	bigBaggage, err := baggage.New(members...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smallMember, _ := baggage.NewMember("tenant", "acme")
+	smallBaggage, _ := baggage.New(smallMember)
+	entries := func(n int) map[string]string {
+		md := map[string]string{}
+		for i := range n {
+			md[fmt.Sprintf("e%02d", i)] = "x"
+		}
+		return md
+	}
+	with := func(md map[string]string, kv ...string) map[string]string {
+		out := maps.Clone(md)
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	notes := map[string]string{"notes": strings.Repeat("n", 10<<10)}
+	for _, tc := range []struct {
+		name     string
+		metadata map[string]string
+		bag      baggage.Baggage
+		// want is the stored metadata; a traceparent "<enqueue>" is the
+		// enqueue span's.
+		want map[string]string
+		// dropped are the entries reported not stored.
+		dropped string
+	}{
+		{name: "Fits", metadata: notes, bag: smallBaggage,
+			want: with(notes, "traceparent", "<enqueue>", "baggage", "tenant=acme")},
+		{name: "TooManyBytes", metadata: notes, bag: bigBaggage,
+			want: with(notes, "traceparent", "<enqueue>"), dropped: `["baggage"]`},
+		{name: "TooManyEntries", metadata: entries(tasks.MaxMetadataEntries - 1), bag: smallBaggage,
+			want: with(entries(tasks.MaxMetadataEntries-1), "traceparent", "<enqueue>"), dropped: `["baggage"]`},
+		// The task's own baggage entry comes back.
+		{name: "Overwritten", metadata: with(notes, "baggage", "mine"), bag: bigBaggage,
+			want: with(notes, "baggage", "mine", "traceparent", "<enqueue>"), dropped: `["baggage"]`},
+		{name: "NoRoomForTheTraceContext", metadata: entries(tasks.MaxMetadataEntries), bag: smallBaggage,
+			want: entries(tasks.MaxMetadataEntries), dropped: `["baggage" "traceparent"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, withBaggage)
+			b := newDummy(t, h)
+			res, err := okTask.Using(tasks.WithBackend(b.Name()), tasks.WithMetadata(tc.metadata)).
+				Enqueue(baggage.ContextWithBaggage(context.Background(), tc.bag), 1)
+			if err != nil {
+				t.Fatalf("Enqueue: %v", err)
+			}
+			want := maps.Clone(tc.want)
+			if want["traceparent"] == "<enqueue>" {
+				want["traceparent"] = traceparent(spanNamed(t, h.waitSpans(t, 1), "enqueue oteltasks_test.ok"))
+			}
+			if diff := cmp.Diff(want, res.Metadata); diff != "" {
+				t.Errorf("stored metadata (-want +got):\n%s", diff)
+			}
+			var wantHandled []string
+			if tc.dropped != "" {
+				wantHandled = []string{fmt.Sprintf("oteltasks: task %q (%s): its metadata would be over the limits (%d entries, %d bytes) with the propagator's entries %s: they are not stored",
+					okTask.Name(), res.ID, tasks.MaxMetadataEntries, tasks.MaxMetadataBytes, tc.dropped)}
+			}
+			if diff := cmp.Diff(wantHandled, handledMentioning(res.ID)); diff != "" {
+				t.Errorf("reported with otel.Handle (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

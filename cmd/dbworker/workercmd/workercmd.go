@@ -71,8 +71,18 @@
 //   - /healthz: 200 "ok" while the process runs;
 //   - /readyz: 200 "ok" when the backend's Check passes within 2 s
 //     (database reachable, schema current) and the worker is claiming
-//     (database.Worker.Ready); 503 otherwise, with one line per failed
-//     check.
+//     (database.Worker.Ready); 503 otherwise, with one fixed line per
+//     failed check: "database: unreachable", "database: schema not
+//     current", "database: check timed out" or "database: check failed";
+//     "worker: not started", "worker: stopping" or "worker: claims
+//     failing". The errors themselves, which name the database's host,
+//     user and database, are logged instead: at WARN when a ready worker
+//     becomes not ready (INFO when it is stopping), and its return to
+//     ready at INFO.
+//
+// /metrics serves at most 4 scrapes at once (more are answered 503 at
+// once: each scrape reads the queue depths from the database) and answers
+// each within 10 s.
 //
 // The address actually listened on is logged ("gotasks: serving metrics
 // and health checks", addr): with port 0 the system chooses it.

@@ -473,10 +473,11 @@ func TestCheckMissingSQLiteFile(t *testing.T) {
 }
 
 // exampleTaskNames are the tasks this test binary has compiled in (package
-// exampletasks, and the tasks of setup_test.go), sorted.
+// exampletasks, and the tasks of setup_test.go and metrics_test.go),
+// sorted.
 var exampleTaskNames = []string{"examples.divide", "examples.flaky", "examples.noop", "examples.report",
 	"examples.send_email", "examples.sleep", "examples.sum", "workercmd_test.deps", "workercmd_test.followup",
-	"workercmd_test.log"}
+	"workercmd_test.log", "workercmd_test.span"}
 
 // lines splits output into its non-empty lines.
 func lines(s string) []string {
