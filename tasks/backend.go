@@ -34,6 +34,8 @@ const (
 	CanRepeat
 	// CanTimeout: per-attempt timeouts cancel the task's context.
 	CanTimeout
+	// CanUnique: unique tasks (WithUnique) are deduplicated at enqueue.
+	CanUnique
 )
 
 var capNames = []struct {
@@ -43,6 +45,7 @@ var capNames = []struct {
 	{CanDefer, "Defer"}, {CanPriority, "Priority"}, {CanGetResult, "GetResult"},
 	{CanRetry, "Retry"}, {CanTransact, "Transact"}, {CanCancel, "Cancel"},
 	{CanBulkEnqueue, "BulkEnqueue"}, {CanRepeat, "Repeat"}, {CanTimeout, "Timeout"},
+	{CanUnique, "Unique"},
 }
 
 // Has reports whether every flag of f is set in c.
@@ -99,6 +102,14 @@ type EnqueueRequest struct {
 	// middleware set with SetMetadata); nil for none. It is stored with
 	// the task and returned with its result.
 	Metadata map[string]string
+	// UniqueKey is the key of a unique task (WithUnique, see UniqueKey);
+	// empty for a task that is not unique. While a task of the backend with
+	// the same key is in one of UniqueStatuses, the backend returns that
+	// task instead of storing this one (backends with CanUnique).
+	UniqueKey string
+	// UniqueStatuses is the statuses of a unique task; it always has READY
+	// and RUNNING. Zero when UniqueKey is empty.
+	UniqueStatuses StatusMask
 }
 
 // NewRawResult returns the READY result a backend stores for req, enqueued at
@@ -123,6 +134,7 @@ func (req *EnqueueRequest) NewRawResult(backend string, now time.Time) *RawResul
 		VerboseName: req.VerboseName,
 		Creator:     req.Creator,
 		Repeat:      req.Repeat,
+		UniqueKey:   req.UniqueKey,
 	}
 	if len(req.Metadata) > 0 {
 		r.Metadata = maps.Clone(req.Metadata)

@@ -367,8 +367,14 @@ type comparablePolicy struct {
 	Retries     bool
 }
 
+// sample reads p's backoff after attempt 2; the jittered DefaultBackoff
+// (21 s ±10 %) reads as its exact value.
 func sample(p tasks.Policy) comparablePolicy {
-	return comparablePolicy{MaxAttempts: p.MaxAttempts, Timeout: p.Timeout, Backoff2: p.Backoff(2), Retries: p.Retries}
+	b := p.Backoff(2)
+	if b >= 18900*time.Millisecond && b <= 23100*time.Millisecond {
+		b = tasks.ExactBackoff(2)
+	}
+	return comparablePolicy{MaxAttempts: p.MaxAttempts, Timeout: p.Timeout, Backoff2: b, Retries: p.Retries}
 }
 
 // TestResolvePolicy: the stored result first, then the task's definition,
@@ -395,11 +401,11 @@ func TestResolvePolicy(t *testing.T) {
 		{"a task unknown here", tasks.AttemptConfig{Backend: backend}, stored("tasks_test.no-such-task", 0, 0),
 			comparablePolicy{MaxAttempts: 8, Backoff2: 11 * time.Second}},
 		{"the zero backend config", tasks.AttemptConfig{Backend: &tasks.BackendConfig{}}, stored(withoutPolicy.Name(), 0, 0),
-			comparablePolicy{MaxAttempts: tasks.DefaultMaxAttempts, Backoff2: tasks.DefaultBackoff(2)}},
+			comparablePolicy{MaxAttempts: tasks.DefaultMaxAttempts, Backoff2: tasks.ExactBackoff(2)}},
 		{"no backend config", tasks.AttemptConfig{}, stored(withoutPolicy.Name(), 0, 0),
-			comparablePolicy{MaxAttempts: tasks.DefaultMaxAttempts, Backoff2: tasks.DefaultBackoff(2)}},
+			comparablePolicy{MaxAttempts: tasks.DefaultMaxAttempts, Backoff2: tasks.ExactBackoff(2)}},
 		{"MaxRunTime without a timeout", tasks.AttemptConfig{MaxRunTime: time.Minute}, stored(withoutPolicy.Name(), 0, 0),
-			comparablePolicy{MaxAttempts: tasks.DefaultMaxAttempts, Timeout: time.Minute, Backoff2: tasks.DefaultBackoff(2)}},
+			comparablePolicy{MaxAttempts: tasks.DefaultMaxAttempts, Timeout: time.Minute, Backoff2: tasks.ExactBackoff(2)}},
 		{"MaxRunTime above the timeout", tasks.AttemptConfig{MaxRunTime: time.Minute}, stored(withPolicy.Name(), 0, 0),
 			comparablePolicy{MaxAttempts: 6, Timeout: 3 * time.Second, Backoff2: 9 * time.Second}},
 		{"MaxRunTime below the timeout", tasks.AttemptConfig{MaxRunTime: time.Second}, stored(withPolicy.Name(), 0, time.Hour),

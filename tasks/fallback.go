@@ -3,6 +3,8 @@ package tasks
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/gotasks/gotasks/internal/recent"
 )
@@ -18,25 +20,55 @@ const fallbackKeep = 10000
 type fallback struct {
 	BackendConfig
 	results *recent.Store[*RawResult]
+
+	mu sync.Mutex
+	// unique maps the unique keys of unique tasks to their latest task
+	// and its statuses.
+	unique map[string]fallbackUnique
+}
+
+type fallbackUnique struct {
+	id       string
+	statuses StatusMask
 }
 
 func newFallback() *fallback {
-	return &fallback{results: recent.New[*RawResult](fallbackKeep)}
+	return &fallback{results: recent.New[*RawResult](fallbackKeep), unique: map[string]fallbackUnique{}}
 }
 
 // Capabilities implements Backend: those of the immediate backend.
-func (b *fallback) Capabilities() Capabilities { return CanGetResult | CanPriority | CanTimeout }
+func (b *fallback) Capabilities() Capabilities {
+	return CanGetResult | CanPriority | CanTimeout | CanUnique
+}
 
 // Enqueue implements Backend: it runs the task before returning.
 func (b *fallback) Enqueue(ctx context.Context, req *EnqueueRequest) (*RawResult, error) {
-	return RunInline(ctx, b, &b.BackendConfig, req, b.store), nil
+	return b.run(ctx, req), nil
+}
+
+// run runs req, unless it is a unique task with a duplicate: then it returns
+// the duplicate's result (as the immediate backend does).
+func (b *fallback) run(ctx context.Context, req *EnqueueRequest) *RawResult {
+	if req.UniqueKey != "" {
+		b.mu.Lock()
+		if e, ok := b.unique[req.UniqueKey]; ok {
+			if r, ok := b.results.Get(e.id); ok && e.statuses.Has(r.Status) {
+				b.mu.Unlock()
+				return r.Clone()
+			}
+		}
+		b.unique[req.UniqueKey] = fallbackUnique{id: req.ID, statuses: req.UniqueStatuses}
+		b.store(req.NewRawResult(b.Name(), time.Now().UTC()))
+		b.mu.Unlock()
+	}
+	return RunInline(ctx, b, &b.BackendConfig, req, b.store)
 }
 
 // EnqueueMany implements Backend: it runs the tasks one after the other.
 func (b *fallback) EnqueueMany(ctx context.Context, reqs []*EnqueueRequest) ([]*RawResult, error) {
 	out := make([]*RawResult, len(reqs))
 	for i, req := range reqs {
-		out[i] = RunInline(ctx, b, &b.BackendConfig, req, b.store)
+		out[i] = b.run(ctx, req)
 	}
 	return out, nil
 }

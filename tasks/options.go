@@ -39,6 +39,8 @@ type options struct {
 	metadata map[string]string
 	// backoffSet records WithBackoff in Using, which cannot be honoured.
 	backoffSet bool
+	// unique is WithUnique's options; nil for a task that is not unique.
+	unique *UniqueOpts
 }
 
 // WithPriority sets the priority, −100..100 (default 0); higher runs first.
@@ -152,7 +154,7 @@ func (o *options) validate() error {
 	if err := checkMetadata(o.metadata); err != nil {
 		return err
 	}
-	return nil
+	return validateUnique(o.unique)
 }
 
 // Backoff returns the delay before the retry that follows failed attempt n
@@ -162,12 +164,6 @@ type Backoff func(attempt int) time.Duration
 // DefaultMaxAttempts is the number of attempts a task gets when neither it
 // nor its backend says otherwise (django-background-tasks' MAX_ATTEMPTS).
 const DefaultMaxAttempts = 25
-
-// DefaultBackoff waits attempt⁴ + 5 seconds (django-background-tasks).
-func DefaultBackoff(attempt int) time.Duration {
-	a := time.Duration(attempt)
-	return (a*a*a*a + 5) * time.Second
-}
 
 // ConstantBackoff returns a Backoff that always waits d.
 func ConstantBackoff(d time.Duration) Backoff { return func(int) time.Duration { return d } }

@@ -121,6 +121,9 @@ type RawResult struct {
 	// (WithMetadata, enqueue middleware), such as the W3C traceparent of
 	// the request that enqueued it; nil for none.
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// UniqueKey is the unique key of a unique task (WithUnique); empty
+	// otherwise.
+	UniqueKey string `json:"unique_key,omitempty"`
 }
 
 // Clone returns a deep copy of r.
@@ -194,7 +197,11 @@ func (r *RawResult) valueErr() error {
 // for concurrent use.
 type Result[R any] struct {
 	RawResult
-	backend Backend
+	// Duplicate is true when Enqueue of a unique task (WithUnique) found a
+	// task with the same key in the chosen statuses and returned it (with
+	// its own id and status) instead of enqueueing a new one.
+	Duplicate bool `json:"duplicate,omitempty"`
+	backend   Backend
 }
 
 func newResult[R any](b Backend, raw *RawResult) *Result[R] {

@@ -146,6 +146,8 @@ func (t *Task[A, R]) EnqueueMany(ctx context.Context, args []A) ([]*Result[R], e
 	out := make([]*Result[R], len(raws))
 	for i, raw := range raws {
 		out[i] = newResult[R](b, raw)
+		// A unique task's duplicate is the existing task, with its own id.
+		out[i].Duplicate = i < len(reqs) && reqs[i].UniqueKey != "" && raw.ID != reqs[i].ID
 	}
 	return out, nil
 }
@@ -221,6 +223,9 @@ func (t *Task[A, R]) checkAgainst(b Backend) error {
 	if o.timeout > 0 && !caps.Has(CanTimeout) {
 		return invalidf("the backend does not enforce timeouts (no Timeout flag)")
 	}
+	if o.unique != nil && !caps.Has(CanUnique) {
+		return invalidf("the backend cannot deduplicate unique tasks (no Unique flag)")
+	}
 	if qs := b.Queues(); len(qs) > 0 && !contains(qs, o.queue) {
 		return invalidf("queue %q is not allowed (allowed: %v)", o.queue, qs)
 	}
@@ -267,6 +272,12 @@ func (t *Task[A, R]) request(args A, now time.Time) (*EnqueueRequest, error) {
 	}
 	if !req.RunAfter.IsZero() {
 		req.RunAfter = req.RunAfter.UTC()
+	}
+	if o.unique != nil {
+		if req.UniqueKey, err = UniqueKey(*o.unique, t.def.name, o.queue, raw, now); err != nil {
+			return nil, err
+		}
+		req.UniqueStatuses = uniqueMask(o.unique)
 	}
 	return req, nil
 }

@@ -229,7 +229,7 @@ func TestUnconfiguredDefaultRunsImmediately(t *testing.T) {
 		t.Errorf("fallback name %q", b1.Name())
 	}
 	// The capabilities of backends/immediate.
-	if got, want := b1.Capabilities(), tasks.CanGetResult|tasks.CanPriority|tasks.CanTimeout; got != want {
+	if got, want := b1.Capabilities(), tasks.CanGetResult|tasks.CanPriority|tasks.CanTimeout|tasks.CanUnique; got != want {
 		t.Errorf("fallback capabilities %v, want %v", got, want)
 	}
 	var senders, events []string

@@ -53,6 +53,7 @@ var suite = []testCase{
 	{"EnqueueMiddlewareError", testEnqueueMiddlewareError},
 	{"Metadata", testMetadata},
 	{"InvalidMetadata", testInvalidMetadata},
+	{"Unique", testUnique}, {"UniqueFinished", testUniqueFinished}, {"UniqueConcurrent", testUniqueConcurrent},
 }
 
 // testLifecycle: enqueue → READY (or finished inline) → SUCCESSFUL, with

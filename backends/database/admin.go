@@ -203,6 +203,13 @@ type QueueInfo struct {
 	Name     string
 	Paused   bool
 	PausedAt time.Time // zero when not paused
+	// MaxRunning is the queue's global limit on RUNNING tasks across all
+	// workers (Backend.SetQueueLimit); 0 when none.
+	MaxRunning int
+	// RateLimit and RatePeriod: at most RateLimit starts per RatePeriod
+	// across all workers (Backend.SetQueueRateLimit); 0 when none.
+	RateLimit  int
+	RatePeriod time.Duration
 }
 
 // BulkResult reports a bulk action.

@@ -2,7 +2,9 @@ package database
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/gotasks/gotasks/tasks"
 )
@@ -15,6 +17,12 @@ import (
 // bulkBatch is how many tasks one statement of a bulk action by filter
 // changes at most.
 const bulkBatch = 1000
+
+// ErrDuplicate is returned by RetryTask, RetryTasks and RetryMatching for a
+// unique task (tasks.WithUnique) that cannot be retried because another
+// task holds its unique key (a READY or RUNNING duplicate enqueued since
+// it finished): retrying it would make two. The other tasks are retried.
+var ErrDuplicate = errors.New("gotasks: another task holds the unique key")
 
 var (
 	retryable  = []tasks.Status{tasks.StatusFailed, tasks.StatusCancelled}
@@ -32,7 +40,8 @@ var (
 //     is kept.
 //
 // Another status is an error wrapping ErrNotRetryable; a missing task one
-// wrapping tasks.ErrResultNotFound.
+// wrapping tasks.ErrResultNotFound; a unique task whose key another task
+// holds, one wrapping ErrDuplicate.
 func (b *Backend) RetryTask(ctx context.Context, id string) error {
 	res, err := b.RetryTasks(ctx, []string{id})
 	if err != nil {
@@ -106,18 +115,22 @@ func (b *Backend) DeleteMatching(ctx context.Context, f TaskFilter) (BulkResult,
 // byIDs runs an action on ids, in batches.
 func (b *Backend) byIDs(ctx context.Context, ids []string, action string,
 	do func(context.Context, []string) ([]string, error)) (BulkResult, error) {
-	var res BulkResult
+	var (
+		res    BulkResult
+		dupErr error // ErrDuplicate of a retry: the rest goes on
+	)
 	for len(ids) > 0 {
 		n := min(len(ids), bulkBatch)
 		done, err := do(ctx, ids[:n])
-		if err != nil {
+		res.Affected += int64(len(done)) // a retry with duplicates did the others
+		res.IDs = append(res.IDs, done...)
+		if err != nil && !errors.Is(err, ErrDuplicate) {
 			return res, b.wrapErr(action, err)
 		}
-		res.Affected += int64(len(done))
-		res.IDs = append(res.IDs, done...)
+		dupErr = errors.Join(dupErr, err)
 		ids = ids[n:]
 	}
-	return res, nil
+	return res, b.wrapErr(action, dupErr)
 }
 
 // matching runs an action on the tasks that match f with a status of only,
@@ -127,8 +140,9 @@ func (b *Backend) byIDs(ctx context.Context, ids []string, action string,
 func (b *Backend) matching(ctx context.Context, f TaskFilter, only []tasks.Status, action string,
 	do func(context.Context, []string) ([]string, error)) (BulkResult, error) {
 	var (
-		res   BulkResult
-		after string
+		res    BulkResult
+		after  string
+		dupErr error // ErrDuplicate of a retry: the rest goes on
 	)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -139,15 +153,16 @@ func (b *Backend) matching(ctx context.Context, f TaskFilter, only []tasks.Statu
 			return res, b.wrapErr(action, err)
 		}
 		if len(ids) == 0 {
-			return res, nil
+			return res, b.wrapErr(action, dupErr)
 		}
 		done, err := do(ctx, ids)
-		if err != nil {
+		res.Affected += int64(len(done))
+		if err != nil && !errors.Is(err, ErrDuplicate) {
 			return res, b.wrapErr(action, err)
 		}
-		res.Affected += int64(len(done))
+		dupErr = errors.Join(dupErr, err)
 		if len(ids) < bulkBatch {
-			return res, nil
+			return res, b.wrapErr(action, dupErr)
 		}
 		after = ids[len(ids)-1]
 	}
@@ -156,11 +171,36 @@ func (b *Backend) matching(ctx context.Context, f TaskFilter, only []tasks.Statu
 func (b *Backend) retryIDs(ctx context.Context, ids []string) ([]string, error) {
 	unlock := b.writeLock()
 	done, err := b.store.retry(ctx, b.db.DB, ids, now())
+	if uniqueViolation(err) {
+		done, err = b.retryEach(ctx, ids)
+	}
 	unlock()
 	if len(done) > 0 {
 		b.hub.wake() // this process's workers; others by notification or poll
 	}
 	return done, err
+}
+
+// retryEach retries ids one at a time, after a batch failed because some
+// unique task's key is held by another task: it retries the others and
+// returns an error wrapping ErrDuplicate that names the held ones.
+func (b *Backend) retryEach(ctx context.Context, ids []string) ([]string, error) {
+	var done, held []string
+	for _, id := range ids {
+		d, err := b.store.retry(ctx, b.db.DB, []string{id}, now())
+		switch {
+		case err == nil:
+			done = append(done, d...)
+		case uniqueViolation(err):
+			held = append(held, id)
+		default:
+			return done, err
+		}
+	}
+	if len(held) > 0 {
+		return done, fmt.Errorf("retry %s: %w", strings.Join(held, ", "), ErrDuplicate)
+	}
+	return done, nil
 }
 
 func (b *Backend) cancelIDs(ctx context.Context, ids []string) ([]string, error) {

@@ -19,8 +19,8 @@ import (
 // ErrBadQueue is returned for a queue name that is empty or too long.
 var ErrBadQueue = errors.New("gotasks: bad queue name")
 
-// ListQueues returns the queues of this backend that hold tasks or have
-// been paused, by name.
+// ListQueues returns the queues of this backend that hold tasks, have
+// been paused or have a limit (SetQueueLimit, SetQueueRateLimit), by name.
 func (b *Backend) ListQueues(ctx context.Context) ([]QueueInfo, error) {
 	names, err := b.store.queueNames(ctx, b.db.DB)
 	if err != nil {
@@ -38,6 +38,26 @@ func (b *Backend) ListQueues(ctx context.Context) ([]QueueInfo, error) {
 		if _, ok := byName[s.Name]; ok || s.Paused {
 			byName[s.Name] = s
 		}
+	}
+	flows, err := b.store.queueFlows(ctx, b.db.DB)
+	if err != nil {
+		return nil, b.wrapErr("list queues", err)
+	}
+	for _, f := range flows { // a limited queue is listed even without tasks
+		qi, ok := byName[f.name]
+		if !ok {
+			qi = QueueInfo{Name: f.name}
+			for _, s := range states {
+				if s.Name == f.name {
+					qi = s
+				}
+			}
+		}
+		qi.MaxRunning, qi.RateLimit = int(f.maxRunning.Int64), int(f.rateLimit.Int64)
+		if qi.RateLimit > 0 {
+			qi.RatePeriod = f.ratePeriod
+		}
+		byName[f.name] = qi
 	}
 	out := make([]QueueInfo, 0, len(byName))
 	for _, q := range byName {

@@ -207,7 +207,7 @@ func (b *Backend) Close() error {
 // Capabilities implements tasks.Backend.
 func (b *Backend) Capabilities() tasks.Capabilities {
 	return tasks.CanDefer | tasks.CanPriority | tasks.CanGetResult | tasks.CanRetry | tasks.CanTransact |
-		tasks.CanCancel | tasks.CanBulkEnqueue | tasks.CanRepeat | tasks.CanTimeout
+		tasks.CanCancel | tasks.CanBulkEnqueue | tasks.CanRepeat | tasks.CanTimeout | tasks.CanUnique
 }
 
 // Check implements tasks.Backend: the configuration is valid, the database

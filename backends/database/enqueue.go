@@ -46,6 +46,9 @@ func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest)
 		}
 		out[i] = r
 	}
+	if states := uniqueStates(reqs); states != nil {
+		return b.enqueueUnique(ctx, out, states, t)
+	}
 	if at := appTxOf(ctx); at != nil {
 		if err := b.enqueueInAppTx(ctx, at, out, t); err != nil {
 			return nil, err
@@ -97,6 +100,137 @@ func (b *Backend) afterEnqueue(ctx context.Context, rs []*tasks.RawResult, t tim
 	if signals.TaskEnqueued.Len() > 0 {
 		for _, r := range rs {
 			signals.TaskEnqueued.Send(ctx, b.Name(), r)
+		}
+	}
+}
+
+// uniqueStates returns the unique statuses of reqs (0 for a task that is
+// not unique), or nil when none is unique.
+func uniqueStates(reqs []*tasks.EnqueueRequest) []tasks.StatusMask {
+	var states []tasks.StatusMask
+	for i, req := range reqs {
+		if req.UniqueKey == "" {
+			continue
+		}
+		if states == nil {
+			states = make([]tasks.StatusMask, len(reqs))
+		}
+		states[i] = req.UniqueStatuses
+	}
+	return states
+}
+
+// enqueueUnique is EnqueueMany of a batch with unique tasks (states[i] is
+// 0 for the others): where the key of out[i] is held, out[i] becomes the
+// task that holds it. TaskEnqueued is sent for the inserted tasks only.
+// It runs where EnqueueMany would insert: in the application's
+// transaction, in RunInTx's, or in autocommit (never with COPY).
+func (b *Backend) enqueueUnique(ctx context.Context, out []*tasks.RawResult, states []tasks.StatusMask, t time.Time) ([]*tasks.RawResult, error) {
+	for i, s := range states {
+		if out[i].UniqueKey != "" && (!s.Has(tasks.StatusReady) || !s.Has(tasks.StatusRunning)) {
+			return nil, fmt.Errorf("%w: task %q: unique statuses must include READY and RUNNING", tasks.ErrInvalidTask, out[i].TaskName)
+		}
+	}
+	if at := appTxOf(ctx); at != nil {
+		if at.pgx != nil {
+			return nil, fmt.Errorf("gotasks enqueue: unique tasks in a pgx transaction (WithPgxTx); use WithSQLTx: %w", tasks.ErrNotSupported)
+		}
+		// No write lock, as in enqueueInAppTx.
+		fresh, err := b.insertUnique(ctx, at.q, out, states, t)
+		if err != nil {
+			return nil, err
+		}
+		if h := tasks.TxFromContext(ctx); h != nil {
+			sent := cloneAll(fresh)
+			if h.OnCommit(func(ctx context.Context) error { b.afterEnqueue(ctx, sent, t); return nil }) == nil {
+				return out, nil
+			}
+		}
+		b.afterEnqueue(ctx, cloneAll(fresh), t)
+		return out, nil
+	}
+	if tx := b.txFromContext(ctx); tx != nil {
+		var fresh []*tasks.RawResult
+		if err := tx.hooks.OnCommit(func(ctx context.Context) error {
+			b.afterEnqueue(ctx, fresh, t)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("gotasks enqueue: %w", err)
+		}
+		f, err := b.insertUnique(ctx, tx.q, out, states, t)
+		if err != nil {
+			return nil, err
+		}
+		fresh = cloneAll(f)
+		return cloneAll(out), nil
+	}
+	if err := b.checkNotInOwnTx(ctx, "enqueue"); err != nil {
+		return nil, err
+	}
+	unlock := b.writeLock()
+	fresh, err := b.insertUnique(ctx, b.db.DB, out, states, t)
+	unlock()
+	if err != nil {
+		return nil, err
+	}
+	b.afterEnqueue(ctx, cloneAll(fresh), t)
+	return out, nil
+}
+
+// uniqueRounds bounds the rounds of insertUnique: a round fails to insert a
+// task only because another holds its key, and the next finds the holder
+// unless it left the index in between (finished, say).
+const uniqueRounds = 5
+
+// insertUnique inserts rs on q, skipping the tasks whose unique key is
+// held and replacing them in rs with their holders; it returns the tasks
+// it inserted. A holder that leaves the index between the insert and the
+// read of it makes another round.
+func (b *Backend) insertUnique(ctx context.Context, q querier, rs []*tasks.RawResult, states []tasks.StatusMask, t time.Time) ([]*tasks.RawResult, error) {
+	var fresh []*tasks.RawResult
+	pending := make([]int, len(rs))
+	for i := range rs {
+		pending[i] = i
+	}
+	for round := 1; ; round++ {
+		batch, st := make([]*tasks.RawResult, len(pending)), make([]tasks.StatusMask, len(pending))
+		for j, i := range pending {
+			batch[j], st[j] = rs[i], states[i]
+		}
+		inserted, err := b.store.insertUnique(ctx, q, batch, st, t)
+		if err != nil {
+			return nil, b.wrapErr("enqueue", err)
+		}
+		var missing []int
+		var keys []string
+		for _, i := range pending {
+			if inserted[rs[i].ID] {
+				fresh = append(fresh, rs[i])
+			} else {
+				missing = append(missing, i)
+				keys = append(keys, rs[i].UniqueKey)
+			}
+		}
+		if len(missing) == 0 {
+			return fresh, nil
+		}
+		holders, err := b.store.uniqueHolders(ctx, q, keys)
+		if err != nil {
+			return nil, b.wrapErr("enqueue", err)
+		}
+		pending = pending[:0]
+		for _, i := range missing {
+			if h := holders[rs[i].UniqueKey]; h != nil {
+				rs[i] = h.RawResult.Clone()
+			} else {
+				pending = append(pending, i)
+			}
+		}
+		if len(pending) == 0 {
+			return fresh, nil
+		}
+		if round == uniqueRounds {
+			return nil, fmt.Errorf("gotasks enqueue: task %q: its unique key is held by a task that cannot be read (a transaction that does not see it?)", rs[pending[0]].TaskName)
 		}
 	}
 }

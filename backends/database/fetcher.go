@@ -53,6 +53,13 @@ type fetcher struct {
 	est            aheadEstimator
 	unreleased     []claimRef // claims ahead whose release failed (release.go)
 	releaseRetryAt time.Time
+	// held: the ids of the tasks of each queue of cfg.QueueConcurrency
+	// that this worker claimed and has not recorded yet (flow_worker.go).
+	held map[string]map[string]struct{}
+	// flowOn: the latest claim round had limits (claimFlow); the fetcher
+	// then also claims again as its tasks finish, since room in a limited
+	// queue frees only then.
+	flowOn bool
 }
 
 func newFetcher(b *Backend, cfg WorkerConfig, log *slog.Logger, t *tally, exec *executor, onEmpty func()) *fetcher {
@@ -154,8 +161,8 @@ func (f *fetcher) loop(ctx context.Context, wake <-chan struct{}) {
 		}
 		poll.Reset(f.cfg.PollInterval)
 		var freed <-chan struct{}
-		if f.cfg.ExitWhenEmpty {
-			freed = f.t.capacity // re-check emptiness as tasks finish
+		if f.cfg.ExitWhenEmpty || f.flowOn {
+			freed = f.t.capacity // re-check emptiness (or limited room) as tasks finish
 		}
 		select {
 		case <-ctx.Done():
@@ -224,8 +231,7 @@ func (f *fetcher) claim(ctx context.Context, limit int) ([]*row, error) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
 	defer cancel()
 	start := time.Now()
-	rows, err := f.b.claim(cctx, f.query+f.plan.comment(f.b, f.t.processed.Load(), f.startedAt), limit,
-		f.cfg.WorkerID, f.cfg.Queues, f.cfg.ExcludeQueues)
+	rows, err := f.claimRound(cctx, f.plan.comment(f.b, f.t.processed.Load(), f.startedAt), limit)
 	if err == nil && len(rows) > 0 {
 		f.claims.Add(1)
 		f.est.claimed(time.Since(start))

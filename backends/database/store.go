@@ -27,8 +27,12 @@ import (
 // per-execution planning where its dialect wants them. Errors are the
 // driver's, unwrapped: the Backend wraps them (Backend.wrapErr).
 type store interface {
+	// scheduleStore: durable schedules (store_schedule.go).
+	scheduleStore
+	flowStore // flow control: queue limits and rate limits (store_flow.go)
 	// features reports what the store's database offers.
 	features() feature
+	uniqueStore // unique tasks: store_unique.go
 
 	// claimQuery returns the claim statement for a queue selection (every
 	// queue when both are empty). Parameters: $1 backend, $2 now, $3 limit,

@@ -55,6 +55,65 @@ func (s *pgStore) insert(ctx context.Context, q querier, rs []*tasks.RawResult, 
 	return nil
 }
 
+// pgInsertUnique is pgInsert with unique keys ($17) and statuses ($18, 0
+// for none): a row whose key is held is skipped. It returns the ids it
+// inserted.
+const pgInsertUnique = `WITH ins AS (
+	INSERT INTO gotasks_task (id, task_name, status, args, priority, queue, backend, run_after, enqueued_at,
+		max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until, metadata, unique_key, unique_states)
+	SELECT u.id, u.task_name, 'READY', u.args::json, u.priority, u.queue, $1::text, u.run_after, $2::timestamptz,
+		u.max_attempts, u.timeout_ms, u.verbose_name, u.creator, u.repeat_ms,
+		NULLIF(u.repeat_until, '0001-01-01 00:00:00+00'::timestamptz), NULLIF(u.metadata, '')::json,
+		NULLIF(u.unique_key, ''), NULLIF(u.unique_states, 0)::smallint
+	FROM unnest($4::text[], $5::text[], $6::text[], $7::int[], $8::text[], $9::timestamptz[], $10::int[],
+		$11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::timestamptz[], $16::text[], $17::text[], $18::int[])
+		AS u(id, task_name, args, priority, queue, run_after, max_attempts, timeout_ms, verbose_name, creator,
+			repeat_ms, repeat_until, metadata, unique_key, unique_states)
+	ON CONFLICT (backend, unique_key) WHERE ` + uniquePredicate + ` DO NOTHING
+	RETURNING id, run_after),
+n AS (SELECT pg_notify('` + wakeChannel + `', $1::text) FROM ins WHERE run_after <= $3::timestamptz LIMIT 1)
+SELECT id, (SELECT count(*) FROM n) FROM ins`
+
+func (s *pgStore) insertUnique(ctx context.Context, q querier, rs []*tasks.RawResult, states []tasks.StatusMask, at time.Time) (map[string]bool, error) {
+	keys, masks := make([]string, len(rs)), make([]int32, len(rs))
+	for i, r := range rs {
+		keys[i], masks[i] = r.UniqueKey, int32(states[i])
+	}
+	rows, err := q.QueryContext(ctx, pgInsertUnique, append(s.insertArgs(rs, at), keys, masks)...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ids := make(map[string]bool, len(rs))
+	for rows.Next() {
+		var (
+			id       string
+			notified int64
+		)
+		if err := rows.Scan(&id, &notified); err != nil {
+			return nil, err
+		}
+		ids[id] = true
+	}
+	return ids, rows.Err()
+}
+
+// pgUniqueHolders selects the rows holding unique keys. $1 backend, $2 keys.
+const pgUniqueHolders = `SELECT ` + resultColumns + ` FROM gotasks_task
+WHERE backend = $1 AND unique_key = ANY($2::text[]) AND ` + uniquePredicate
+
+func (s *pgStore) uniqueHolders(ctx context.Context, q querier, keys []string) (map[string]*row, error) {
+	rows, err := q.QueryContext(ctx, pgUniqueHolders, s.backend(), keys)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := scanResults(rows)
+	if err != nil {
+		return nil, err
+	}
+	return holdersByKey(rs), nil
+}
+
 // insertPgx runs pgInsert in the application's pgx transaction.
 func (s *pgStore) insertPgx(ctx context.Context, tx pgx.Tx, rs []*tasks.RawResult, at time.Time) error {
 	var count, notified int64

@@ -43,6 +43,7 @@ type rowDest struct {
 	timeoutMS, repeatMS      int64
 	workerIDs, errs, retJSON json.RawMessage
 	metadata                 json.RawMessage
+	uniqueKey                sql.NullString
 	status                   string
 }
 
@@ -53,7 +54,7 @@ func (d *rowDest) dests() []any {
 		dbTime{&d.runAfter}, dbTime{&d.enqueuedAt}, dbTime{&r.StartedAt}, dbTime{&r.FinishedAt},
 		dbTime{&r.LastAttemptedAt}, &r.Attempts, &r.MaxAttempts, &d.timeoutMS, dbJSON{&d.workerIDs},
 		dbJSON{&d.errs}, dbJSON{&d.retJSON}, &r.VerboseName, &r.Creator, &d.repeatMS, dbTime{&r.RepeatUntil},
-		&r.workerID, dbJSON{&d.metadata}}
+		&r.workerID, dbJSON{&d.metadata}, &d.uniqueKey}
 }
 
 // metadataColumn is the index of the metadata column in resultColumns.
@@ -176,6 +177,7 @@ func describeValue(v any) string {
 func (d *rowDest) finish() (corrupt error) {
 	r := &d.r
 	r.Status = tasks.Status(d.status)
+	r.UniqueKey = d.uniqueKey.String
 	if d.runAfter != nil {
 		r.RunAfter = *d.runAfter
 	}

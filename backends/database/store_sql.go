@@ -16,7 +16,14 @@ import (
 // selects, in the order scanRow reads.
 const resultColumns = `id, task_name, status, args, priority, queue, backend, run_after, enqueued_at,
 	started_at, finished_at, last_attempted_at, attempts, max_attempts, timeout_ms, worker_ids, errors,
-	return_value, verbose_name, creator, repeat_ms, repeat_until, worker_id, metadata`
+	return_value, verbose_name, creator, repeat_ms, repeat_until, worker_id, metadata, unique_key`
+
+// uniquePredicate is the predicate of the unique index of unique tasks
+// (migration 20261205000001_unique, same text on both dialects): a row is
+// in the index while its status is among its unique_states. An
+// ON CONFLICT clause names it to infer the index.
+const uniquePredicate = `unique_key IS NOT NULL AND (unique_states & CASE status WHEN 'READY' THEN 1 WHEN 'RUNNING' THEN 2
+        WHEN 'SUCCESSFUL' THEN 4 WHEN 'FAILED' THEN 8 WHEN 'CANCELLED' THEN 16 ELSE 0 END) <> 0`
 
 // metadataJSON encodes a task's metadata as the metadata column stores it:
 // a JSON object of strings, or "" (stored as NULL) when there is none.

@@ -50,6 +50,71 @@ func (s *sqliteStore) insert(ctx context.Context, q querier, rs []*tasks.RawResu
 	return err
 }
 
+// sqliteInsertUnique is sqliteInsert with unique keys ($[13]) and statuses
+// ($[14]), null for none: a row whose key is held is skipped. It returns
+// the ids it inserted. (WHERE true: SQLite's parser needs a WHERE before
+// ON CONFLICT in an INSERT … SELECT.)
+const sqliteInsertUnique = `INSERT INTO gotasks_task (id, task_name, status, args, priority, queue, backend, run_after,
+	enqueued_at, max_attempts, timeout_ms, verbose_name, creator, repeat_ms, repeat_until, metadata,
+	unique_key, unique_states)
+SELECT j.value->>'$[0]', j.value->>'$[1]', 'READY', j.value->>'$[2]', j.value->>'$[3]', j.value->>'$[4]', $2,
+	j.value->>'$[5]', $3, j.value->>'$[6]', j.value->>'$[7]', j.value->>'$[8]', j.value->>'$[9]',
+	j.value->>'$[10]', j.value->>'$[11]', j.value->>'$[12]', j.value->>'$[13]', j.value->>'$[14]'
+FROM json_each($1) AS j WHERE true
+ON CONFLICT (backend, unique_key) WHERE ` + uniquePredicate + ` DO NOTHING
+RETURNING id`
+
+func (s *sqliteStore) insertUnique(ctx context.Context, q querier, rs []*tasks.RawResult, states []tasks.StatusMask, at time.Time) (map[string]bool, error) {
+	rowsJSON := make([][]any, len(rs))
+	for i, r := range rs {
+		var md, key, mask any // NULL
+		if j := metadataJSON(r.Metadata); j != "" {
+			md = j
+		}
+		if r.UniqueKey != "" {
+			key, mask = r.UniqueKey, int(states[i])
+		}
+		rowsJSON[i] = []any{r.ID, r.TaskName, string(r.Args), r.Priority, r.Queue, s.ts(r.RunAfter),
+			r.MaxAttempts, r.Timeout.Milliseconds(), r.VerboseName, r.Creator, r.Repeat.Milliseconds(),
+			s.tsPtr(r.RepeatUntil), md, key, mask}
+	}
+	payload, err := json.Marshal(rowsJSON)
+	if err != nil {
+		return nil, fmt.Errorf("encode rows: %w", err)
+	}
+	rows, err := s.sq(q).QueryContext(ctx, sqliteInsertUnique, string(payload), s.backend(), s.ts(at))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ids := make(map[string]bool, len(rs))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids[id] = true
+	}
+	return ids, rows.Err()
+}
+
+// sqliteUniqueHolders selects the rows holding unique keys. $1 backend, $2
+// the keys as a JSON array.
+const sqliteUniqueHolders = `SELECT ` + resultColumns + ` FROM gotasks_task
+WHERE backend = $1 AND unique_key IN (SELECT value FROM json_each($2)) AND ` + uniquePredicate
+
+func (s *sqliteStore) uniqueHolders(ctx context.Context, q querier, keys []string) (map[string]*row, error) {
+	rows, err := s.sq(q).QueryContext(ctx, sqliteUniqueHolders, s.backend(), jsonArray(keys))
+	if err != nil {
+		return nil, err
+	}
+	rs, err := scanResults(rows)
+	if err != nil {
+		return nil, err
+	}
+	return holdersByKey(rs), nil
+}
+
 // copyIn: SQLite has no bulk load (no featCopy); insert is as fast.
 func (s *sqliteStore) copyIn(context.Context, []*tasks.RawResult, time.Time) error { return errNoCopy }
 

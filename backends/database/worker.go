@@ -43,6 +43,7 @@ type Worker struct {
 	completer *completer
 	heartbeat *heartbeat
 	rescuer   *rescuer
+	scheduler *scheduler // durable schedules (scheduler.go)
 
 	startOnce sync.Once
 	started   atomic.Bool
@@ -94,6 +95,7 @@ func NewWorker(b *Backend, cfg WorkerConfig) (*Worker, error) {
 	w.heartbeat = &heartbeat{b: b, log: w.log, workerID: cfg.WorkerID, interval: cfg.HeartbeatInterval,
 		rescueAfter: cfg.RescueAfter, t: w.t}
 	w.rescuer = &rescuer{b: b, log: w.log, workerID: cfg.WorkerID, rescueAfter: cfg.RescueAfter, maxRunTime: cfg.MaxRunTime}
+	w.scheduler = &scheduler{b: b, log: w.log, disabled: cfg.NoScheduler}
 	return w, nil
 }
 
@@ -167,7 +169,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	// The services run until stopped, not until ctx ends.
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.bgCancel = cancel
-	for _, s := range []interface{ Start(context.Context) error }{w.completer, w.heartbeat, w.rescuer, w.fetcher} {
+	for _, s := range []interface{ Start(context.Context) error }{w.completer, w.heartbeat, w.rescuer, w.fetcher, w.scheduler} {
 		if err := s.Start(bg); err != nil {
 			return err
 		}
@@ -272,6 +274,7 @@ func (w *Worker) finish(ctx context.Context, stopErr error) error {
 	}
 	w.heartbeat.Stop()
 	w.rescuer.Stop()
+	w.scheduler.Stop()
 	w.bgCancel()
 	w.bgDone.Wait()
 	w.exec.cancelTasks()

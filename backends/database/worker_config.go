@@ -57,6 +57,12 @@ type WorkerConfig struct {
 	ExcludeQueues []string
 	// Concurrency is how many tasks run at once (goroutines).
 	Concurrency int
+	// QueueConcurrency caps, per queue, how many of this worker's slots its
+	// tasks may take (claimed and not yet recorded), e.g. {"emails": 5}:
+	// workercmd's --queues emails=5,default=20. Queues not in it share the
+	// slots as usual. A worker with caps claims through the limited claim
+	// (see flow.go and docs/scheduling.md). Read-only once the worker runs.
+	QueueConcurrency map[string]int
 	// BatchSize caps the tasks claimed per statement (default: Concurrency,
 	// at most 1000).
 	BatchSize int
@@ -109,6 +115,11 @@ type WorkerConfig struct {
 	// (the worker cancels its tasks itself, at a hard stop). workercmd's
 	// Command.Setup is the same hook for a worker binary.
 	TaskContext func(ctx context.Context) context.Context
+	// NoScheduler turns off the worker's scheduler, which enqueues the
+	// tasks of durable schedules (Backend.SetSchedule) when they are due.
+	// Every worker runs one by default; a tick enqueues once however many
+	// run.
+	NoScheduler bool
 }
 
 func (c *WorkerConfig) normalize(b *Backend) error {
@@ -157,6 +168,11 @@ func (c *WorkerConfig) normalize(b *Backend) error {
 	}
 	if len(c.WorkerID) > 255 {
 		probs = append(probs, "worker id is longer than 255 bytes")
+	}
+	for q, n := range c.QueueConcurrency {
+		if q == "" || q == "*" || n <= 0 {
+			probs = append(probs, fmt.Sprintf("queue concurrency %q=%d: a queue name and at least 1", q, n))
+		}
 	}
 	for _, q := range append(slices.Clone(c.Queues), c.ExcludeQueues...) {
 		if q == "" || q == "*" {

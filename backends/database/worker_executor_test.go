@@ -29,7 +29,7 @@ func TestWorkerExecutor(t *testing.T) {
 	t.Parallel()
 
 	// RetryDefaultBackoff: after a failed attempt the task is READY again with
-	// run_after = finish time + (attempt⁴ + 5) s.
+	// run_after = finish time + (attempt⁴ + 5) s ±10 % (DefaultBackoff's jitter).
 	wkBehaviour(t, "RetryDefaultBackoff", func(t *testing.T, bundle *testBundle) {
 		b := bundle.b
 		r := wkEnqueue(t, wkOn(workerFailDefault, b), "x")
@@ -48,6 +48,9 @@ func TestWorkerExecutor(t *testing.T) {
 		}
 		got := view{r.Status, r.Attempts, r.MaxAttempts, r.RunAfter.Sub(r.Errors[0].At), r.FinishedAt, r.Errors[0]}
 		got.Error.At = time.Time{}
+		if got.Backoff >= 5400*time.Millisecond && got.Backoff <= 6600*time.Millisecond {
+			got.Backoff = 6 * time.Second // DefaultBackoff's ±10 % jitter
+		}
 		want := view{tasks.StatusReady, 1, tasks.DefaultMaxAttempts, 6 * time.Second, nil,
 			tasks.TaskError{Attempt: 1, Type: "*errors.errorString", Message: "always fails"}}
 		if diff := cmp.Diff(want, got); diff != "" {

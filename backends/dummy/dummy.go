@@ -10,7 +10,7 @@
 // follow-up enqueued by a running task (to this backend, unless it names
 // another) runs in the same call when it is due.
 //
-// Flags: Defer, Priority, GetResult, Cancel, BulkEnqueue, Timeout.
+// Flags: Defer, Priority, GetResult, Cancel, BulkEnqueue, Timeout, Unique.
 package dummy
 
 import (
@@ -35,6 +35,31 @@ type Backend struct {
 	mu      sync.Mutex
 	results map[string]*tasks.RawResult
 	order   []string // ids in enqueue order
+	// unique maps the unique keys of unique tasks to their latest task.
+	unique map[string]uniqueEntry
+}
+
+// uniqueEntry is the latest task enqueued with a unique key and its
+// statuses.
+type uniqueEntry struct {
+	id       string
+	statuses tasks.StatusMask
+}
+
+// duplicateOf returns the stored task that makes req a duplicate, or nil.
+// b.mu is held.
+func (b *Backend) duplicateOf(req *tasks.EnqueueRequest) *tasks.RawResult {
+	if req.UniqueKey == "" {
+		return nil
+	}
+	e, ok := b.unique[req.UniqueKey]
+	if !ok {
+		return nil
+	}
+	if r := b.results[e.id]; r != nil && e.statuses.Has(r.Status) {
+		return r
+	}
+	return nil
 }
 
 var (
@@ -45,7 +70,7 @@ var (
 // New returns an empty dummy backend configured with the shared backend
 // options (name, allowed queues, enqueue-on-commit default).
 func New(opts ...tasks.BackendOption) *Backend {
-	b := &Backend{results: map[string]*tasks.RawResult{}}
+	b := &Backend{results: map[string]*tasks.RawResult{}, unique: map[string]uniqueEntry{}}
 	b.Apply(opts...)
 	host, _ := os.Hostname()
 	b.workerID = host + ":" + strconv.Itoa(os.Getpid()) + ":dummy"
@@ -55,7 +80,7 @@ func New(opts ...tasks.BackendOption) *Backend {
 // Capabilities implements tasks.Backend.
 func (b *Backend) Capabilities() tasks.Capabilities {
 	return tasks.CanDefer | tasks.CanPriority | tasks.CanGetResult | tasks.CanCancel |
-		tasks.CanBulkEnqueue | tasks.CanTimeout
+		tasks.CanBulkEnqueue | tasks.CanTimeout | tasks.CanUnique
 }
 
 // Enqueue implements tasks.Backend: it stores a READY result.
@@ -78,14 +103,23 @@ func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest)
 			return nil, fmt.Errorf("dummy backend %q: duplicate id %q", b.Name(), req.ID)
 		}
 	}
+	var fresh []*tasks.RawResult // the results TaskEnqueued is sent for
 	for i, req := range reqs {
+		if d := b.duplicateOf(req); d != nil {
+			out[i] = d.Clone() // a unique task's duplicate: the existing one
+			continue
+		}
 		r := req.NewRawResult(b.Name(), now)
 		b.results[r.ID] = r
 		b.order = append(b.order, r.ID)
+		if req.UniqueKey != "" {
+			b.unique[req.UniqueKey] = uniqueEntry{id: r.ID, statuses: req.UniqueStatuses}
+		}
 		out[i] = r.Clone()
+		fresh = append(fresh, out[i])
 	}
 	b.mu.Unlock()
-	for _, r := range out {
+	for _, r := range fresh {
 		signals.TaskEnqueued.Send(ctx, b.Name(), r)
 	}
 	return out, nil
@@ -175,6 +209,7 @@ func (b *Backend) Clear() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	clear(b.results)
+	clear(b.unique)
 	b.order = nil
 }
 

@@ -55,7 +55,7 @@ func newBackend(t *testing.T, opts ...tasks.BackendOption) (*dummy.Backend, stri
 }
 
 func TestCapabilities(t *testing.T) {
-	want := tasks.CanDefer | tasks.CanPriority | tasks.CanGetResult | tasks.CanCancel | tasks.CanBulkEnqueue | tasks.CanTimeout
+	want := tasks.CanDefer | tasks.CanPriority | tasks.CanGetResult | tasks.CanCancel | tasks.CanBulkEnqueue | tasks.CanTimeout | tasks.CanUnique
 	if got := dummy.New().Capabilities(); got != want {
 		t.Errorf("Capabilities() = %v, want %v", got, want)
 	}

@@ -11,7 +11,7 @@
 // signal, and then the goroutine that called Enqueue exits, as Goexit
 // promises.
 //
-// Flags: GetResult, Priority, Timeout. It cannot defer, cancel or repeat:
+// Flags: GetResult, Priority, Timeout, Unique. It cannot defer, cancel or repeat:
 // enqueueing with RunAfter/Delay or Repeat is an error wrapping
 // tasks.ErrInvalidTask. It does not retry: MaxAttempts is accepted (so that
 // the same task definition works on every backend) and each task gets one
@@ -29,6 +29,8 @@ package immediate
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/gotasks/gotasks/internal/recent"
 	"github.com/gotasks/gotasks/tasks"
@@ -44,6 +46,16 @@ type Backend struct {
 	tasks.BackendConfig
 	keep    int
 	results *recent.Store[*tasks.RawResult]
+
+	mu sync.Mutex
+	// unique maps the unique keys of unique tasks to their latest task.
+	unique map[string]uniqueEntry
+}
+
+// uniqueEntry is the latest task run with a unique key and its statuses.
+type uniqueEntry struct {
+	id       string
+	statuses tasks.StatusMask
 }
 
 var _ tasks.Backend = (*Backend)(nil)
@@ -66,7 +78,7 @@ func WithKeep(n int) Option { return func(b *Backend) { b.keep = n } }
 //
 //	b := immediate.New(immediate.WithConfig(tasks.WithName("dev")))
 func New(opts ...Option) *Backend {
-	b := &Backend{keep: DefaultKeep}
+	b := &Backend{keep: DefaultKeep, unique: map[string]uniqueEntry{}}
 	for _, o := range opts {
 		o(b)
 	}
@@ -75,15 +87,37 @@ func New(opts ...Option) *Backend {
 }
 
 // Capabilities implements tasks.Backend: GetResult, Priority (trivially
-// honoured: each task runs as it is enqueued) and Timeout.
+// honoured: each task runs as it is enqueued), Timeout and Unique (a unique
+// task is a duplicate while another with its key runs, or while the result
+// of one is kept in a status its statuses include).
 func (b *Backend) Capabilities() tasks.Capabilities {
-	return tasks.CanGetResult | tasks.CanPriority | tasks.CanTimeout
+	return tasks.CanGetResult | tasks.CanPriority | tasks.CanTimeout | tasks.CanUnique
 }
 
 // Enqueue implements tasks.Backend: it runs the task before returning (see
 // tasks.RunInline) and returns the finished result.
 func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*tasks.RawResult, error) {
-	return tasks.RunInline(ctx, b, &b.BackendConfig, req, b.store), nil
+	return b.run(ctx, req), nil
+}
+
+// run runs req, unless it is a unique task with a duplicate: then it returns
+// the duplicate's result.
+func (b *Backend) run(ctx context.Context, req *tasks.EnqueueRequest) *tasks.RawResult {
+	if req.UniqueKey != "" {
+		b.mu.Lock()
+		if e, ok := b.unique[req.UniqueKey]; ok {
+			if r, ok := b.results.Get(e.id); ok && e.statuses.Has(r.Status) {
+				b.mu.Unlock()
+				return r.Clone()
+			}
+		}
+		b.unique[req.UniqueKey] = uniqueEntry{id: req.ID, statuses: req.UniqueStatuses}
+		// Stored READY at once, so that a concurrent enqueue sees it before
+		// RunInline stores it.
+		b.store(req.NewRawResult(b.Name(), time.Now().UTC()))
+		b.mu.Unlock()
+	}
+	return tasks.RunInline(ctx, b, &b.BackendConfig, req, b.store)
 }
 
 // EnqueueMany implements tasks.Backend: it runs the tasks one after the
@@ -91,7 +125,7 @@ func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*task
 func (b *Backend) EnqueueMany(ctx context.Context, reqs []*tasks.EnqueueRequest) ([]*tasks.RawResult, error) {
 	out := make([]*tasks.RawResult, len(reqs))
 	for i, req := range reqs {
-		out[i] = tasks.RunInline(ctx, b, &b.BackendConfig, req, b.store)
+		out[i] = b.run(ctx, req)
 	}
 	return out, nil
 }

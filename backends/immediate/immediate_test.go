@@ -31,7 +31,7 @@ var double = tasks.Define("immediate_test.double", func(_ context.Context, a kAr
 
 func TestCapabilities(t *testing.T) {
 	b := immediate.New()
-	want := tasks.CanGetResult | tasks.CanPriority | tasks.CanTimeout
+	want := tasks.CanGetResult | tasks.CanPriority | tasks.CanTimeout | tasks.CanUnique
 	if got := b.Capabilities(); got != want {
 		t.Errorf("Capabilities() = %v, want %v", got, want)
 	}

@@ -13,6 +13,8 @@
 //	gotasks queues    [--json]
 //	gotasks pause     QUEUE
 //	gotasks resume    QUEUE
+//	gotasks schedules [--json]
+//	gotasks schedule  pause|resume|delete NAME
 //	gotasks dashboard [--listen 127.0.0.1:8080] [--read-only] [--prefix /]
 //
 // Filters: --status (repeatable or comma-separated: ready, running,
@@ -80,6 +82,8 @@ Commands:
   queues     the queues and whether they are paused
   pause      pause a queue: workers stop claiming from it
   resume     resume a paused queue
+  schedules  the durable (cron and interval) schedules
+  schedule   pause, resume or delete a schedule
   dashboard  serve the web dashboard
 
 Run "gotasks COMMAND --help" for a command's flags.
@@ -111,7 +115,7 @@ type command struct {
 // commands are the sub-commands, in the order of the usage text.
 var commands = []*command{
 	listCmd, showCmd, retryCmd, cancelCmd, deleteCmd, statsCmd, workersCmd,
-	queuesCmd, pauseCmd, resumeCmd, dashboardCmd,
+	queuesCmd, pauseCmd, resumeCmd, schedulesCmd, scheduleCmd, dashboardCmd,
 }
 
 func lookupCommand(name string) *command {

@@ -213,6 +213,9 @@ func (bn *bench) burndown(ctx context.Context, f *fresh, run int) error {
 	}
 	defer b.Close()
 	defer tasks.RegisterBackend(b)()
+	if err := bn.applyGlobalLimit(ctx, b); err != nil {
+		return err
+	}
 	n := bn.o.tasks
 	d, err := fill(ctx, n)
 	if err != nil {
@@ -289,6 +292,9 @@ func (bn *bench) continuous(ctx context.Context, f *fresh) error {
 	}
 	defer closeAll()
 	defer tasks.RegisterBackend(pb)()
+	if err := bn.applyGlobalLimit(ctx, pb); err != nil {
+		return err
+	}
 	w, err := bn.newWorker(wb)
 	if err != nil {
 		return err

@@ -85,6 +85,10 @@ type options struct {
 	scalingTasks int
 	scalingVac   bool
 
+	// globalLimit sets a global limit on the benchmark's queue
+	// (--global-limit; 0: none).
+	globalLimit int
+
 	// worker-child only
 	expect int
 }
@@ -157,6 +161,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.scalingMax, "scaling-max", 100000, "scaling: skip sizes above this (1000000 to include 1M rows; it takes time)")
 	fs.IntVar(&o.scalingTasks, "scaling-tasks", 10000, "scaling: fresh tasks burnt down at each size")
 	fs.BoolVar(&o.scalingVac, "scaling-analyze", true, "scaling: VACUUM ANALYZE (PostgreSQL) or ANALYZE (SQLite) after each fill, as autovacuum would")
+	fs.IntVar(&o.globalLimit, "global-limit", 0, "burndown, continuous: set a global limit of N RUNNING on the benchmark's queue (1000: never binds; measures the limited claim's cost)")
 	fs.IntVar(&o.expect, "expect", 0, "worker-child: tasks the child should process")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gotasks/gotasks/backends/database"
 	"github.com/gotasks/gotasks/backends/immediate"
 	"github.com/gotasks/gotasks/cmd/dbworker/workercmd"
 	"github.com/gotasks/gotasks/examples/exampletasks"
@@ -27,6 +28,16 @@ type setupApp struct{ greeting string }
 type setupKey struct{}
 
 var (
+	// setupRetry fails its first attempt and has no backoff of its own:
+	// the backend's default decides when its retry runs.
+	setupRetry = tasks.Define("workercmd_test.retry", func(ctx context.Context, _ string) (int, error) {
+		tc, _ := tasks.FromContext(ctx)
+		if tc.Attempt == 1 {
+			return 0, errors.New("first attempt fails")
+		}
+		return tc.Attempt, nil
+	}, tasks.WithMaxAttempts(2))
+
 	// setupDeps returns the greeting of the application in its context.
 	setupDeps = tasks.Define("workercmd_test.deps", func(ctx context.Context, name string) (string, error) {
 		a, ok := ctx.Value(setupKey{}).(*setupApp)
@@ -283,4 +294,33 @@ func TestDurationsReadable(t *testing.T) {
 	if strings.Contains(stderr, `"delay":0`) {
 		t.Errorf("a duration printed as nanoseconds:\n%s", stderr)
 	}
+}
+
+// TestBackendOptions: Command.BackendOptions configure the worker's
+// backend; here a default backoff of 0 makes a task without a backoff of
+// its own retry at once, within one --batch run (the default backoff
+// would wait about 6 s).
+func TestBackendOptions(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		b := openBackend(t, dsn)
+		r, err := setupRetry.Using(tasks.WithBackend(b.Name())).Enqueue(ctx, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := workercmd.Command{Name: "dbworker", BackendOptions: []database.Option{
+			database.WithBackendOptions(tasks.WithDefaultBackoff(tasks.ConstantBackoff(0))),
+		}}
+		code, _, stderr := runCmd(t, cmd, nil, workerArgs(b, dsn, "--batch")...)
+		if code != workercmd.ExitOK {
+			t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+		}
+		if err := r.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := r.Value(); err != nil || v != 2 {
+			t.Errorf("after one --batch run: status %s, value %d, %v; want SUCCESSFUL on attempt 2", r.Status, v, err)
+		}
+	})
 }

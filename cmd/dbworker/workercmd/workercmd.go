@@ -168,6 +168,13 @@ type Command struct {
 	// "NAME: setup: …". Setup is not called by the sub-commands (migrate,
 	// check, tasks), nor in a binary without tasks.
 	Setup func(ctx context.Context, env Env) (context.Context, error)
+
+	// BackendOptions configure the worker's backend, after the name and
+	// logger the flags set: for example
+	// database.WithBackendOptions(tasks.WithDefaultBackoff(b)) gives every
+	// task without a backoff of its own the backoff b in this worker, and
+	// tasks.WithMiddleware adds middleware.
+	BackendOptions []database.Option
 }
 
 // Env is what Command.Setup gets: the worker's opened backend, its
@@ -258,7 +265,7 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 		fmt.Fprintln(stderr, tasksLine(name, taskNames()))
 	}
 	c.register(fs)
-	fs.StringVar(&queues, "queues", "*", "comma-separated queues to run, * for all")
+	fs.StringVar(&queues, "queues", "*", "comma-separated queues to run, * for all; QUEUE=N caps this worker's concurrency for QUEUE (emails=5,default=20)")
 	fs.StringVar(&queues, "queue", "*", "alias of --queues")
 	fs.StringVar(&exclude, "exclude-queues", "", "comma-separated queues never to run (only with --queues '*')")
 	fs.IntVar(&cfg.Concurrency, "concurrency", database.DefaultConcurrency, "tasks run at once (goroutines)")
@@ -290,7 +297,11 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 		interval = sleepF
 	}
 	cfg.PollInterval = interval
-	cfg.Queues = splitList(queues)
+	var qerr error
+	if cfg.Queues, cfg.QueueConcurrency, qerr = parseQueues(queues); qerr != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, qerr)
+		return ExitUsage
+	}
 	cfg.ExcludeQueues = splitList(exclude)
 	if msg := checkWorkerFlags(fs, cfg, metricsAddr); msg != "" {
 		fmt.Fprintf(stderr, "%s: %s\n", name, msg)
@@ -336,7 +347,8 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 		}
 		defer metrics.shutdown() // on a failed start-up
 	}
-	b, err := database.Open(ctx, c.dsn, database.WithName(c.backend), database.WithLogger(log))
+	b, err := database.Open(ctx, c.dsn, append([]database.Option{database.WithName(c.backend), database.WithLogger(log)},
+		cmd.BackendOptions...)...)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return ExitError

@@ -477,7 +477,7 @@ func TestCheckMissingSQLiteFile(t *testing.T) {
 // sorted.
 var exampleTaskNames = []string{"examples.divide", "examples.flaky", "examples.noop", "examples.report",
 	"examples.send_email", "examples.sleep", "examples.sum", "workercmd_test.deps", "workercmd_test.followup",
-	"workercmd_test.log", "workercmd_test.span"}
+	"workercmd_test.log", "workercmd_test.retry", "workercmd_test.span"}
 
 // lines splits output into its non-empty lines.
 func lines(s string) []string {
