@@ -47,6 +47,9 @@ func safeNext(next, def string) string {
 	return next
 }
 
+// duplicateMsg says why a retry was refused with database.ErrDuplicate.
+const duplicateMsg = "a task with the same unique key is waiting or running"
+
 // actionError is the flash message of a failed action: the known errors of
 // the admin API say what is wrong; others are logged and shown as a
 // database error, because their text could name the server or its user.
@@ -60,6 +63,8 @@ func (h *Handler) actionError(ctx context.Context, what string, err error) strin
 		return "only READY tasks can be cancelled"
 	case errors.Is(err, tasks.ErrResultNotFound):
 		return "no such task"
+	case errors.Is(err, database.ErrDuplicate):
+		return what + " failed: " + duplicateMsg
 	}
 	h.log.ErrorContext(ctx, "dashboard: "+what, "backend", h.b.Name(), "error", err)
 	return what + " failed: database error (details in the server log)"
@@ -98,6 +103,11 @@ func (h *Handler) bulkAction(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		res, err := a.byIDs(h.b, ctx, ids)
+		if errors.Is(err, database.ErrDuplicate) { // the others were done
+			h.back(w, r, next, fmt.Sprintf("%s %s; some selected tasks were left alone: %s.", a.verb,
+				plural(res.Affected, "task"), duplicateMsg), true)
+			return
+		}
 		if err != nil {
 			h.back(w, r, next, h.actionError(ctx, name+" tasks", err), true)
 			return
@@ -120,6 +130,11 @@ func (h *Handler) bulkAction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := a.matching(h.b, ctx, q.Params.TaskFilter)
+	if errors.Is(err, database.ErrDuplicate) { // the others were done
+		h.back(w, r, next, fmt.Sprintf("%s %s matching the filter; some were left alone: %s.", a.verb,
+			plural(res.Affected, "task"), duplicateMsg), true)
+		return
+	}
 	if err != nil {
 		h.back(w, r, next, h.actionError(ctx, name+" matching tasks", err), true)
 		return

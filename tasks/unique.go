@@ -181,10 +181,11 @@ func ExactBackoff(attempt int) time.Duration {
 
 // Jitter returns b with uniform jitter of ±fraction (0.1 for ±10 %): each
 // delay is b's multiplied by a random factor in [1−fraction, 1+fraction].
-// fraction is clamped to 0..1; a zero fraction returns b itself.
+// fraction is clamped to 0..1; a zero, negative or NaN fraction returns b
+// itself.
 func Jitter(b Backoff, fraction float64) Backoff {
 	switch {
-	case fraction <= 0:
+	case !(fraction > 0): // NaN too
 		return b
 	case fraction > 1:
 		fraction = 1

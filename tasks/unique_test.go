@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -47,6 +48,11 @@ func TestJitter(t *testing.T) {
 	}
 	if got := tasks.Jitter(tasks.ConstantBackoff(time.Second), 0)(3); got != time.Second {
 		t.Errorf("Jitter(…, 0) = %v, want 1s", got)
+	}
+	for _, f := range []float64{math.NaN(), -0.5, math.Inf(-1)} {
+		if got := tasks.Jitter(tasks.ConstantBackoff(time.Second), f)(3); got != time.Second {
+			t.Errorf("Jitter(…, %v) = %v, want 1s", f, got)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -182,6 +183,14 @@ func (b *Backend) enqueueUnique(ctx context.Context, out []*tasks.RawResult, sta
 // unless it left the index in between (finished, say).
 const uniqueRounds = 5
 
+// ErrUniqueContention is returned by a unique enqueue (tasks.WithUnique)
+// whose key stays held by a task it cannot read after several rounds of
+// insert and read: the holder keeps leaving the unique index and another
+// takes the key, or the enqueue runs in a transaction whose snapshot does
+// not see the holder (REPEATABLE READ). The enqueue can be retried, in a
+// new transaction.
+var ErrUniqueContention = errors.New("gotasks: the unique key is held by a task that cannot be read (contention, or a transaction that does not see it)")
+
 // insertUnique inserts rs on q, skipping the tasks whose unique key is
 // held and replacing them in rs with their holders; it returns the tasks
 // it inserted. A holder that leaves the index between the insert and the
@@ -192,6 +201,12 @@ func (b *Backend) insertUnique(ctx context.Context, q querier, rs []*tasks.RawRe
 	for i := range rs {
 		pending[i] = i
 	}
+	// Insert in the order of the unique keys (stable: of rs among equal
+	// keys, so the first of rs still wins): two batches that hold some
+	// keys in common, uncommitted, then wait on each other's keys would
+	// deadlock on PostgreSQL, where ON CONFLICT waits for an uncommitted
+	// holder. The rounds keep this order; results map back by id.
+	sort.SliceStable(pending, func(a, b int) bool { return rs[pending[a]].UniqueKey < rs[pending[b]].UniqueKey })
 	for round := 1; ; round++ {
 		batch, st := make([]*tasks.RawResult, len(pending)), make([]tasks.StatusMask, len(pending))
 		for j, i := range pending {
@@ -230,7 +245,7 @@ func (b *Backend) insertUnique(ctx context.Context, q querier, rs []*tasks.RawRe
 			return fresh, nil
 		}
 		if round == uniqueRounds {
-			return nil, fmt.Errorf("gotasks enqueue: task %q: its unique key is held by a task that cannot be read (a transaction that does not see it?)", rs[pending[0]].TaskName)
+			return nil, fmt.Errorf("gotasks enqueue: task %q: %w", rs[pending[0]].TaskName, ErrUniqueContention)
 		}
 	}
 }

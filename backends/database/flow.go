@@ -2,7 +2,6 @@ package database
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"math"
@@ -25,11 +24,12 @@ import (
 //
 // A claim round with none of them runs the plain claim statement, after one
 // probe of gotasks_queue (flowActive). Otherwise it runs claimFlow: one
-// transaction that locks the limited queues' rows (PostgreSQL: FOR UPDATE;
-// SQLite: its write transaction), counts their RUNNING tasks, claims from
-// each limited queue at most the room it has left (one claim statement per
-// queue, in name order), then from the other queues, and advances the rate
-// windows.
+// transaction (PostgreSQL: READ COMMITTED; SQLite: its write transaction)
+// that locks the rows of the limited queues the worker claims from, paused
+// or not (PostgreSQL: FOR UPDATE, under a lock timeout), counts their
+// RUNNING tasks, claims from each limited queue at most the room it has
+// left (one claim statement per queue, in name order; none from a paused
+// one), then from the other queues, and advances the rate windows.
 
 // SetQueueLimit sets the global limit of queue: at most maxRunning of its
 // tasks RUNNING at once across all workers of this backend, from the next
@@ -98,8 +98,12 @@ func (b *Backend) flowActive(ctx context.Context) (bool, error) {
 // tasks become RUNNING under workerID, none beyond a queue's room. local
 // caps queues for this worker (queue → tasks it may still claim from it;
 // nil: none). global: some queue of the backend has a global or rate
-// limit (flowActive); without, only local applies, and the claim needs
-// neither a transaction nor locks (each statement commits by itself).
+// limit (flowActive); then the limited queues this worker claims from
+// (include/exclude) are read and locked first. Every statement runs in one
+// transaction (PostgreSQL: READ COMMITTED, so that the counts after the
+// lock see every claim committed before it; SQLite: the write
+// transaction): a statement that fails rolls back the claims of the ones
+// before it, and no row is left RUNNING without a worker that knows it.
 // planTag is appended to each claim statement. Rows come back in claim
 // order; the order across queues holds within each statement only (the
 // limited queues are claimed first, in name order).
@@ -107,28 +111,27 @@ func (b *Backend) claimFlow(ctx context.Context, planTag string, limit int, work
 	include, exclude []string, local map[string]int, global bool) (_ []*row, err error) {
 	unlock := b.writeLock()
 	defer unlock()
+	tx, err := b.db.DB.BeginTx(ctx, b.store.flowTxOptions())
+	if err != nil {
+		return nil, b.wrapErr("claim", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
 	var (
-		db querier = b.db.DB
-		tx *sql.Tx
+		db querier = tx
 		qs []queueFlow
 	)
 	if global {
-		if tx, err = b.db.DB.BeginTx(ctx, nil); err != nil {
+		if qs, err = b.store.flowLock(ctx, tx, include, exclude); err != nil {
 			return nil, b.wrapErr("claim", err)
 		}
-		db = tx
-		defer func() {
-			if err != nil {
-				_ = tx.Rollback()
-			}
-		}()
 	}
+	// The time of the claim, taken once the locks are held: it opens rate
+	// windows and stamps the claimed rows, in the order the lock grants.
 	at := now()
-	if global {
-		if qs, err = b.store.flowLock(ctx, tx); err != nil {
-			return nil, b.wrapErr("claim", err)
-		}
-	}
 	var counted []string
 	for _, q := range qs {
 		if q.maxRunning.Valid {
@@ -147,6 +150,10 @@ func (b *Backend) claimFlow(ctx context.Context, planTag string, limit int, work
 	}
 	windows := map[string]queueFlow{} // rate-limited queues, window as of at
 	for _, q := range qs {
+		if q.paused { // not claimed, and kept out of the other queues' claim
+			room[q.name] = 0
+			continue
+		}
 		n := math.MaxInt
 		if q.maxRunning.Valid {
 			n = max(0, int(q.maxRunning.Int64)-running[q.name])
@@ -189,6 +196,10 @@ func (b *Backend) claimFlow(ctx context.Context, planTag string, limit int, work
 		}
 	}
 	if left > 0 && !allLimited(include, room) {
+		// The other queues: every limited queue this worker could claim
+		// from, paused ones included, is excluded (it is locked, so none
+		// is resumed or unlimited meanwhile). With no limited queue, this
+		// is the plain claim statement.
 		excl := append(slices.Clone(exclude), limited...)
 		rs, err := b.store.claim(ctx, db, b.store.claimQuery(include, excl)+planTag, at, left, workerID, include, excl)
 		if err != nil {
@@ -196,10 +207,8 @@ func (b *Backend) claimFlow(ctx context.Context, planTag string, limit int, work
 		}
 		out = append(out, rs...)
 	}
-	if tx != nil {
-		if err = tx.Commit(); err != nil {
-			return nil, b.wrapErr("claim", err)
-		}
+	if err = tx.Commit(); err != nil {
+		return nil, b.wrapErr("claim", err)
 	}
 	sortClaimOrder(out)
 	return out, nil

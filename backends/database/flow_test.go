@@ -3,8 +3,9 @@ package database_test
 import (
 	"context"
 	"errors"
-
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,6 +171,125 @@ func TestFlow(t *testing.T) {
 				t.Errorf("%d claims within %v of %v, want at most %d", k, per, claims[i], 2*n)
 			}
 		}
+	})
+
+	// A statement of the claim round that fails rolls back the round: the
+	// rows the statements before it claimed are not left RUNNING with no
+	// worker running them (a MaxAttempts 1 task would end FAILED unrun).
+	wkBehaviour(t, "FailedStatementRollsBackTheRound", func(t *testing.T, bundle *testBundle) {
+		ctx := context.Background()
+		b := bundle.b
+		// The claim of queue "zboom" fails: the capped queue "a" is claimed
+		// first (its own statement), then the other queues, "zboom" among
+		// them.
+		boom := map[database.Dialect][]string{
+			database.Postgres: {
+				`CREATE FUNCTION flow_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN RAISE EXCEPTION 'flow test: boom'; END $$`,
+				`CREATE TRIGGER flow_boom BEFORE UPDATE ON gotasks_task FOR EACH ROW
+				WHEN (NEW.queue = 'zboom' AND NEW.status = 'RUNNING') EXECUTE FUNCTION flow_boom()`,
+			},
+			database.SQLite: {
+				`CREATE TRIGGER flow_boom BEFORE UPDATE ON gotasks_task FOR EACH ROW
+				WHEN NEW.queue = 'zboom' AND NEW.status = 'RUNNING'
+				BEGIN SELECT RAISE(ABORT, 'flow test: boom'); END`,
+			},
+		}[b.Dialect()]
+		for _, q := range boom {
+			if _, err := b.DB().DB.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		capped := wkEnqueue(t, wkOn(flowHold, b, tasks.WithQueue("a"), tasks.WithMaxAttempts(1)), flowArgs{Key: wkName(t)})
+		other := flowEnqueue(t, b, "zboom", wkName(t), 1, 1)[0]
+		logs := &dbtLogCapture{}
+		w := wkStart(t, b, database.WorkerConfig{Concurrency: 2, PollInterval: 20 * time.Millisecond,
+			QueueConcurrency: map[string]int{"a": 1}, Logger: slog.New(logs)})
+		failed := 0
+		dbtest.WaitUntil(t, 10*time.Second, "two failed claim rounds", func() bool {
+			for _, r := range logs.take("gotasks: claim failed; retrying") {
+				if !strings.Contains(r["err"], "flow test: boom") {
+					t.Errorf("claim failed with %s, want the trigger's error", r["err"])
+				}
+				failed++
+			}
+			return failed >= 2
+		})
+		if err := w.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []*tasks.RawResult{wkGet(t, b, capped.ID), wkGet(t, b, other.ID)} {
+			if r.Status != tasks.StatusReady || r.Attempts != 0 {
+				t.Errorf("%s (queue %s): %s after %d attempts, want READY and never attempted",
+					r.ID, r.Queue, r.Status, r.Attempts)
+			}
+		}
+	})
+
+	// PostgreSQL: the claim locks the limited queues the worker claims
+	// from, paused ones too (a resume cannot slip in between the lock and
+	// the claim of the other queues), and not the others; it waits for a
+	// lock at most the lock timeout, then fails and is retried.
+	t.Run("LocksTheWorkersLimitedQueuesPausedOrNot", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		b := setup(t, dbtest.PostgresDSN(t)).b
+		for _, q := range []string{"mine", "theirs"} {
+			if err := b.SetQueueLimit(ctx, q, 5); err != nil {
+				t.Fatal(err)
+			}
+		}
+		lock := func(queue string) (unlock func()) {
+			t.Helper()
+			tx, err := b.DB().DB.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var name string
+			if err := tx.QueryRowContext(ctx, `SELECT name FROM gotasks_queue WHERE backend = $1 AND name = $2 FOR UPDATE`,
+				b.Name(), queue).Scan(&name); err != nil {
+				_ = tx.Rollback()
+				t.Fatal(err)
+			}
+			return func() { _ = tx.Rollback() }
+		}
+		unlockTheirs := lock("theirs")
+		defer unlockTheirs()
+		logs := &dbtLogCapture{}
+		wkStart(t, b, database.WorkerConfig{Concurrency: 2, PollInterval: 20 * time.Millisecond,
+			ExcludeQueues: []string{"theirs"}, Logger: slog.New(logs)})
+		wait := func(r *tasks.Result[int], within time.Duration, what string) {
+			t.Helper()
+			wctx, cancel := context.WithTimeout(ctx, within)
+			defer cancel()
+			if err := r.Wait(wctx); err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+		wait(flowEnqueue(t, b, "mine", wkName(t), 1, 1)[0], 3*time.Second, // under the lock timeout
+			"a task of the worker's limited queue while another limited queue is locked")
+
+		if err := b.PauseQueue(ctx, "mine"); err != nil {
+			t.Fatal(err)
+		}
+		unlockMine := lock("mine")
+		r := flowEnqueue(t, b, "mine", wkName(t), 1, 1)[0]
+		dbtest.WaitUntil(t, 20*time.Second, "a claim failing on the lock timeout", func() bool {
+			for _, rec := range logs.take("gotasks: claim failed; retrying") {
+				if strings.Contains(rec["err"], "lock timeout") {
+					return true
+				}
+			}
+			return false
+		})
+		unlockMine()
+		if got := wkGet(t, b, r.ID); got.Status != tasks.StatusReady {
+			t.Errorf("task of the paused queue: %s, want READY", got.Status)
+		}
+		if err := b.ResumeQueue(ctx, "mine"); err != nil {
+			t.Fatal(err)
+		}
+		wait(r, 10*time.Second, "the task of the resumed queue")
 	})
 
 	t.Run("Validation", func(t *testing.T) {

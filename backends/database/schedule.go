@@ -46,7 +46,9 @@ type Schedule struct {
 	// Every is a fixed interval (at least a second when set), counted from
 	// the schedule's first tick. Exactly one of Cron and Every is set.
 	Every time.Duration
-	// Paused schedules enqueue nothing until resumed.
+	// Paused schedules enqueue nothing until resumed. SetSchedule reads it
+	// only when it creates the schedule: the paused state of an existing
+	// schedule changes through PauseSchedule and ResumeSchedule alone.
 	Paused bool
 	// NextRunAt is the next tick (read only: set by the backend).
 	NextRunAt time.Time

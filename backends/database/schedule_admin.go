@@ -14,12 +14,14 @@ import (
 )
 
 // SetSchedule creates the schedule s.Name, or changes it: its task,
-// arguments, queue, priority, timing and paused state become s's (the
-// read-only fields of s are ignored). A new schedule first ticks at the
-// first tick after now. A change keeps the schedule's next run, unless its
-// timing (Cron, TimeZone, Every) changed or it was paused: then the next
-// run is the first tick after now. Invalid fields are an error wrapping
-// tasks.ErrInvalidTask.
+// arguments, queue, priority and timing become s's (the read-only fields
+// of s are ignored). A new schedule first ticks at the first tick after
+// now; it starts paused if s.Paused is set. A change keeps the schedule's
+// paused state, whatever s.Paused (an operator's pause survives the
+// application's start-up: pausing and resuming are PauseSchedule's and
+// ResumeSchedule's), and its next run, unless its timing (Cron, TimeZone,
+// Every) changed: then the next run is the first tick after now. Invalid
+// fields are an error wrapping tasks.ErrInvalidTask.
 func (b *Backend) SetSchedule(ctx context.Context, s Schedule) error {
 	if err := b.checkSchedule(&s); err != nil {
 		return err
@@ -71,7 +73,10 @@ func (b *Backend) checkSchedule(s *Schedule) error {
 
 // ScheduleTask creates or changes the schedule name of task with the fixed
 // arguments args (see Backend.SetSchedule): at every tick of spec, a task
-// is enqueued with task's queue and priority.
+// is enqueued with task's queue and priority. A new schedule starts
+// unpaused; an existing one keeps its paused state, so that calling
+// ScheduleTask at every start-up does not resume a schedule an operator
+// paused.
 //
 //	err := database.ScheduleTask(ctx, b, "nightly-report", Report, ReportArgs{Kind: "daily"},
 //		database.ScheduleSpec{Cron: "30 2 * * *", TimeZone: "Europe/Paris"})

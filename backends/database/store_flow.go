@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"time"
 )
 
@@ -17,12 +18,20 @@ type flowStore interface {
 	// run before every claim to choose between the plain claim and
 	// claimFlow.
 	flowActive(ctx context.Context, q querier) (bool, error)
-	// flowLock returns the backend's unpaused queues with a global limit or
-	// a rate limit, in name order, and on PostgreSQL locks their rows (FOR
-	// UPDATE) until q, a transaction, ends: claims of limited queues are
-	// serialised, so that two workers never both see the same free room.
-	// SQLite's write transaction already serialises them.
-	flowLock(ctx context.Context, q querier) ([]queueFlow, error)
+	// flowTxOptions are the options of claimFlow's transaction: on
+	// PostgreSQL READ COMMITTED whatever the database's default (a
+	// REPEATABLE READ snapshot taken before the lock would count RUNNING
+	// tasks as they were before claims committed meanwhile).
+	flowTxOptions() *sql.TxOptions
+	// flowLock returns the backend's queues with a global limit or a rate
+	// limit that a worker claiming include (empty: all) minus exclude
+	// claims from, paused or not (queueFlow.paused), in name order, and on
+	// PostgreSQL locks their rows (FOR UPDATE, waiting at most
+	// flowLockTimeout) until q, a transaction, ends: claims of limited
+	// queues are serialised, so that two workers never both see the same
+	// free room, and no queue is resumed or has its limit changed during a
+	// claim. SQLite's write transaction already serialises them.
+	flowLock(ctx context.Context, q querier, include, exclude []string) ([]queueFlow, error)
 	// flowRunning counts the backend's RUNNING tasks of each of queues (a
 	// queue with none is absent). Run after flowLock, in its transaction,
 	// it sees every claim committed before the lock was granted.
@@ -42,6 +51,7 @@ type flowStore interface {
 // queueFlow is the flow-control state of one queue (a gotasks_queue row).
 type queueFlow struct {
 	name        string
+	paused      bool          // the queue is paused (PauseQueue)
 	maxRunning  sql.NullInt64 // global limit on RUNNING tasks
 	rateLimit   sql.NullInt64 // claims per ratePeriod
 	ratePeriod  time.Duration
@@ -53,18 +63,37 @@ type queueFlow struct {
 const flowActiveSQL = `SELECT EXISTS (SELECT 1 FROM gotasks_queue
 	WHERE backend = $1 AND (max_running IS NOT NULL OR rate_limit IS NOT NULL))`
 
-// flowQueuesSQL lists the backend's limited, unpaused queues ($1 backend);
-// PostgreSQL appends FOR UPDATE.
-const flowQueuesSQL = `SELECT name, max_running, rate_limit, rate_period_us, rate_window_start, rate_window_count
+// flowLockTimeout bounds the wait of a claim for the limited queues' row
+// locks (PostgreSQL): a worker stuck in its claim transaction cannot block
+// every other worker's claims for ever; the claim fails and is retried.
+const flowLockTimeout = "5s"
+
+// queueFlowsSQL lists the backend's limited queues, paused or not ($1
+// backend). flowLock adds the worker's queue selection before its ORDER
+// BY (queueFlowsOrder), and PostgreSQL appends FOR UPDATE.
+const queueFlowsSQL = `SELECT name, paused_at IS NOT NULL, max_running, rate_limit, rate_period_us,
+	rate_window_start, rate_window_count
 	FROM gotasks_queue
-	WHERE backend = $1 AND paused_at IS NULL AND (max_running IS NOT NULL OR rate_limit IS NOT NULL)
+	WHERE backend = $1 AND (max_running IS NOT NULL OR rate_limit IS NOT NULL)` + queueFlowsOrder
+
+const queueFlowsOrder = `
 	ORDER BY name`
 
-// queueFlowsSQL lists the backend's limited queues, paused or not.
-const queueFlowsSQL = `SELECT name, max_running, rate_limit, rate_period_us, rate_window_start, rate_window_count
-	FROM gotasks_queue
-	WHERE backend = $1 AND (max_running IS NOT NULL OR rate_limit IS NOT NULL)
-	ORDER BY name`
+// flowQueuesSQL is queueFlowsSQL restricted to a queue selection: cond(n)
+// is the condition on name for the queues of parameter $n.
+func flowQueuesSQL(include, exclude []string, cond func(n int, in bool) string) (string, []any) {
+	query := strings.TrimSuffix(queueFlowsSQL, queueFlowsOrder)
+	var args []any
+	if len(include) > 0 {
+		args = append(args, include)
+		query += " AND " + cond(len(args)+1, true)
+	}
+	if len(exclude) > 0 {
+		args = append(args, exclude)
+		query += " AND " + cond(len(args)+1, false)
+	}
+	return query + queueFlowsOrder, args
+}
 
 // flowSetWindowSQL: $1 backend, $2 queue, $3 window start, $4 count.
 const flowSetWindowSQL = `UPDATE gotasks_queue SET rate_window_start = $3, rate_window_count = $4
@@ -79,7 +108,7 @@ const setQueueLimitSQL = `INSERT INTO gotasks_queue (backend, name, max_running)
 const setQueueRateSQL = `INSERT INTO gotasks_queue (backend, name, rate_limit, rate_period_us) VALUES ($1, $2, $3, $4)
 	ON CONFLICT (backend, name) DO UPDATE SET rate_limit = excluded.rate_limit, rate_period_us = excluded.rate_period_us`
 
-// scanQueueFlows reads flowQueuesSQL's or queueFlowsSQL's rows.
+// scanQueueFlows reads queueFlowsSQL's rows.
 func scanQueueFlows(rows *sql.Rows) ([]queueFlow, error) {
 	defer rows.Close()
 	var out []queueFlow
@@ -88,7 +117,7 @@ func scanQueueFlows(rows *sql.Rows) ([]queueFlow, error) {
 			f      queueFlow
 			period sql.NullInt64
 		)
-		if err := rows.Scan(&f.name, &f.maxRunning, &f.rateLimit, &period, dbTime{&f.windowStart}, &f.windowCount); err != nil {
+		if err := rows.Scan(&f.name, &f.paused, &f.maxRunning, &f.rateLimit, &period, dbTime{&f.windowStart}, &f.windowCount); err != nil {
 			return nil, err
 		}
 		f.ratePeriod = time.Duration(period.Int64) * time.Microsecond

@@ -2,6 +2,8 @@ package database
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"time"
 )
 
@@ -13,10 +15,25 @@ func (s *pgStore) flowActive(ctx context.Context, q querier) (bool, error) {
 	return ok, err
 }
 
-// flowLock locks the limited queues' rows in name order (no two claims
-// wait for each other in opposite orders).
-func (s *pgStore) flowLock(ctx context.Context, q querier) ([]queueFlow, error) {
-	return queryFlows(ctx, q, flowQueuesSQL+"\n\tFOR UPDATE", s.backend())
+func (s *pgStore) flowTxOptions() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+}
+
+// flowLock locks the selected limited queues' rows in name order (no two
+// claims wait for each other in opposite orders), waiting at most
+// flowLockTimeout (for the rest of the transaction: the claim statements
+// that follow skip locked rows and never wait).
+func (s *pgStore) flowLock(ctx context.Context, q querier, include, exclude []string) ([]queueFlow, error) {
+	if _, err := q.ExecContext(ctx, "SET LOCAL lock_timeout = '"+flowLockTimeout+"'"); err != nil {
+		return nil, err
+	}
+	query, sel := flowQueuesSQL(include, exclude, func(n int, in bool) string {
+		if in {
+			return fmt.Sprintf("name = ANY($%d::text[])", n)
+		}
+		return fmt.Sprintf("NOT (name = ANY($%d::text[]))", n)
+	})
+	return queryFlows(ctx, q, query+"\n\tFOR UPDATE", append([]any{s.backend()}, sel...)...)
 }
 
 // flowRunning reads the RUNNING rows of the backend through the running

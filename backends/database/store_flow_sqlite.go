@@ -2,6 +2,8 @@ package database
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"time"
 )
 
@@ -15,8 +17,20 @@ func (s *sqliteStore) flowActive(ctx context.Context, q querier) (bool, error) {
 	return ok, err
 }
 
-func (s *sqliteStore) flowLock(ctx context.Context, q querier) ([]queueFlow, error) {
-	return queryFlows(ctx, s.sq(q), flowQueuesSQL, s.backend())
+// flowTxOptions: the default, a write transaction (BEGIN IMMEDIATE).
+func (s *sqliteStore) flowTxOptions() *sql.TxOptions { return nil }
+
+func (s *sqliteStore) flowLock(ctx context.Context, q querier, include, exclude []string) ([]queueFlow, error) {
+	query, sel := flowQueuesSQL(include, exclude, func(n int, in bool) string {
+		if in {
+			return fmt.Sprintf("name IN (SELECT value FROM json_each($%d))", n)
+		}
+		return fmt.Sprintf("name NOT IN (SELECT value FROM json_each($%d))", n)
+	})
+	for i, v := range sel {
+		sel[i] = jsonArray(v)
+	}
+	return queryFlows(ctx, s.sq(q), query, append([]any{s.backend()}, sel...)...)
 }
 
 func (s *sqliteStore) flowRunning(ctx context.Context, q querier, queues []string) (map[string]int, error) {

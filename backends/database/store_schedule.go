@@ -14,9 +14,10 @@ import (
 // scheduleStore runs the statements of durable schedules
 // (gotasks_schedule). Times are UTC, at microsecond precision.
 type scheduleStore interface {
-	// upsertSchedule creates s, due at s.NextRunAt, or changes it; a change
-	// keeps the stored next run unless the timing (cron, time zone,
-	// interval) changed or the schedule was paused. at stamps the change.
+	// upsertSchedule creates s, due at s.NextRunAt and paused if s.Paused,
+	// or changes it; a change keeps the stored paused flag (only
+	// setSchedulePaused changes it), and the stored next run unless the
+	// timing (cron, time zone, interval) changed. at stamps the change.
 	upsertSchedule(ctx context.Context, q querier, s *Schedule, at time.Time) error
 	// getSchedule returns the schedule name (sql.ErrNoRows when there is
 	// none).
@@ -59,10 +60,10 @@ const upsertScheduleSQL = `INSERT INTO gotasks_schedule (backend, name, task_nam
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
 	ON CONFLICT (backend, name) DO UPDATE SET task_name = excluded.task_name, args = excluded.args,
 		queue = excluded.queue, priority = excluded.priority, cron_spec = excluded.cron_spec,
-		every_us = excluded.every_us, timezone = excluded.timezone, paused = excluded.paused,
+		every_us = excluded.every_us, timezone = excluded.timezone,
 		next_run_at = CASE WHEN gotasks_schedule.cron_spec = excluded.cron_spec
 			AND gotasks_schedule.every_us = excluded.every_us AND gotasks_schedule.timezone = excluded.timezone
-			AND NOT gotasks_schedule.paused THEN gotasks_schedule.next_run_at ELSE excluded.next_run_at END,
+			THEN gotasks_schedule.next_run_at ELSE excluded.next_run_at END,
 		updated_at = excluded.updated_at`
 
 func (a adminStatements) upsertSchedule(ctx context.Context, q querier, s *Schedule, at time.Time) error {

@@ -142,6 +142,62 @@ func TestUniqueInTransaction(t *testing.T) {
 	})
 }
 
+// TestUniqueBulkOppositeOrders: two goroutines enqueue, round after round,
+// batches of the same new unique keys in opposite orders: no deadlock (on
+// PostgreSQL, ON CONFLICT waits for an uncommitted holder) and one task a
+// key.
+func TestUniqueBulkOppositeOrders(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		b := dbtOpen(t, dsn)
+		ctx := dbtCtx(t)
+		task := dbtAdd.Using(tasks.WithBackend(b.Name()), tasks.WithUnique(tasks.UniqueOpts{ByArgs: true}))
+		const rounds, keys = 30, 16
+		for round := range rounds {
+			up, down := make([]dbtArgs, keys), make([]dbtArgs, keys)
+			for i := range keys {
+				up[i] = dbtArgs{A: round*keys + i}
+				down[keys-1-i] = up[i]
+			}
+			var (
+				wg    sync.WaitGroup
+				start = make(chan struct{})
+				errs  [2]error
+				ids   [2]map[dbtArgs]string
+			)
+			for g, batch := range [][]dbtArgs{up, down} {
+				wg.Go(func() {
+					<-start
+					rs, err := task.EnqueueMany(ctx, batch)
+					if err != nil {
+						errs[g] = err
+						return
+					}
+					ids[g] = make(map[dbtArgs]string, len(rs))
+					for i, r := range rs {
+						ids[g][batch[i]] = r.ID
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if err := errors.Join(errs[:]...); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+			if d := cmp.Diff(ids[0], ids[1]); d != "" {
+				t.Fatalf("round %d: the two batches got different tasks (-up +down):\n%s", round, d)
+			}
+		}
+		var rows int
+		if err := b.DB().QueryRowContext(ctx, `SELECT count(*) FROM gotasks_task WHERE backend = ?`, b.Name()).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if rows != rounds*keys {
+			t.Errorf("%d rows, want %d (one a key)", rows, rounds*keys)
+		}
+	})
+}
+
 // The two-process test: the parent runs the test binary again as a child
 // with these variables set.
 const (

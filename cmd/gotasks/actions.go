@@ -106,16 +106,26 @@ func (a *action) run(ctx context.Context, c *cmdEnv) error {
 	if o.all {
 		f := o.filter(time.Now())
 		res, err := a.matching(ctx, c.b, f)
-		if err != nil {
+		dup := errors.Is(err, database.ErrDuplicate) // the others were done: report them
+		if err != nil && !dup {
 			return err
 		}
+		if dup {
+			defer fmt.Fprintf(c.stderr, "gotasks %s: some tasks were left alone: %s\n", a.name, duplicateMsg)
+		}
 		if c.json {
-			return writeJSON(c.stdout, struct {
+			if err := writeJSON(c.stdout, struct {
 				Action   string `json:"action"`
 				Affected int64  `json:"affected"`
-			}{a.name, res.Affected})
+			}{a.name, res.Affected}); err != nil || !dup {
+				return err
+			}
+			return errReported
 		}
 		fmt.Fprintf(c.stdout, "%s %d %s\n", a.past, res.Affected, plural(res.Affected, "task", "tasks"))
+		if dup {
+			return errReported
+		}
 		return nil
 	}
 	done := []string{}
@@ -156,6 +166,9 @@ func (a *action) run(ctx context.Context, c *cmdEnv) error {
 	return nil
 }
 
+// duplicateMsg says why a retry was refused with database.ErrDuplicate.
+const duplicateMsg = "a task with the same unique key is waiting or running"
+
 // why says in one line why the action failed on a task.
 func (a *action) why(ctx context.Context, b *database.Backend, id string, err error) string {
 	status := func() string {
@@ -173,6 +186,8 @@ func (a *action) why(ctx context.Context, b *database.Backend, id string, err er
 		return fmt.Sprintf("task %s: not cancellable: only READY tasks can be cancelled%s", id, status())
 	case errors.Is(err, database.ErrNotDeletable):
 		return fmt.Sprintf("task %s: not deletable: only finished tasks can be deleted%s", id, status())
+	case errors.Is(err, database.ErrDuplicate):
+		return fmt.Sprintf("task %s: not retried: %s", id, duplicateMsg)
 	}
 	return fmt.Sprintf("task %s: %s", id, oneLine(err.Error()))
 }

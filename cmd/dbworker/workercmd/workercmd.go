@@ -275,6 +275,7 @@ func (cmd Command) runWorker(ctx context.Context, name string, args []string, st
 	fs.DurationVar(&cfg.Duration, "duration", 0, "run this long, then stop gracefully (0: forever)")
 	fs.IntVar(&cfg.MaxTasks, "max-tasks", 0, "stop after this many tasks (0: no limit)")
 	fs.BoolVar(&cfg.ExitWhenEmpty, "batch", false, "exit when no task is due and none is running")
+	fs.BoolVar(&cfg.NoScheduler, "no-scheduler", false, "do not run the scheduler of cron schedules (for batch workers; another worker of the backend must run it)")
 	fs.StringVar(&cfg.WorkerID, "worker-id", "", "worker id recorded with results; must be unique among running workers (default host:pid:random)")
 	fs.DurationVar(&jitter, "startup-jitter", 0, "wait a random delay up to this long before starting")
 	fs.DurationVar(&cfg.GracePeriod, "grace-period", 30*time.Second, "how long running tasks may take to finish after the first signal")

@@ -86,7 +86,7 @@ func TestHelp(t *testing.T) {
 		t.Errorf("--help exit code %d; want 0", code)
 	}
 	for _, f := range []string{"Usage: dbworker", "--database", "--backend", "--queues", "--exclude-queues", "--concurrency",
-		"--interval", "--sleep", "--duration", "--max-tasks", "--batch", "--worker-id", "--startup-jitter", "--log-level",
+		"--interval", "--sleep", "--duration", "--max-tasks", "--batch", "--no-scheduler", "--worker-id", "--startup-jitter", "--log-level",
 		"--log-format", "--grace-period", "GOTASKS_DATABASE_URL", "--metrics-addr", "GOTASKS_METRICS_ADDR"} {
 		if !strings.Contains(stderr, f) {
 			t.Errorf("--help does not mention %q:\n%s", f, stderr)
