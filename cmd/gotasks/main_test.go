@@ -1053,3 +1053,46 @@ func TestDashboard(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryDuplicate: a FAILED unique task whose key another task holds
+// (READY) is not retried; the command says why and exits 1, and a retry
+// of everything matching reports the tasks it did retry.
+func TestRetryDuplicate(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		f := setup(t, dsn)
+		unique := func(queue string) string {
+			t.Helper()
+			req := &tasks.EnqueueRequest{ID: tasks.NewID(), TaskName: "gotasks_test.ok", Args: json.RawMessage(`{}`),
+				Queue: queue, UniqueKey: "k-" + queue, UniqueStatuses: tasks.DefaultUniqueStatuses}
+			if _, err := f.b.Enqueue(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			return req.ID
+		}
+		failed := unique("dup")
+		if _, err := f.b.DB().DB.ExecContext(ctx, `UPDATE gotasks_task SET status = 'FAILED', finished_at = run_after
+			WHERE id = $1`, failed); err != nil {
+			t.Fatal(err)
+		}
+		holder := unique("dup") // the key is free again: FAILED is not among its statuses
+		if holder == failed {
+			t.Fatal("the second enqueue returned the FAILED task")
+		}
+
+		code, stdout, stderr := f.run(t, "retry", failed)
+		wantFailure(t, code, stdout, stderr, failed, "not retried", "same unique key")
+
+		// --all: fail1 (FAILED, no key) is retried, the held one is not.
+		code, stdout, stderr = f.run(t, "retry", "--all", "--status", "failed")
+		if code != exitError || !strings.Contains(stdout, "1") || !strings.Contains(stderr, "same unique key") {
+			t.Errorf("retry --all: exit %d, stdout %q, stderr %q; want exit 1, one task retried and the reason", code, stdout, stderr)
+		}
+		got := f.statuses(t)
+		if got[failed] != tasks.StatusFailed || got[f.fail1] != tasks.StatusReady || got[holder] != tasks.StatusReady {
+			t.Errorf("statuses after the retries: held %s, fail1 %s, holder %s; want FAILED, READY, READY",
+				got[failed], got[f.fail1], got[holder])
+		}
+	})
+}
