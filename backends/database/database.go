@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
@@ -57,6 +58,10 @@ type Backend struct {
 	dialect Dialect
 	ownDB   bool // opened from a DSN: Close closes it
 	log     *slog.Logger
+	// flowNoneAt is when a probe last found no queue limit (Unix ns; 0:
+	// probe at the next claim). Written by the fetchers of this backend's
+	// workers and by SetQueueLimit/SetQueueRateLimit; see flowActive.
+	flowNoneAt atomic.Int64
 
 	autoMigrate bool
 	noCreate    bool // Open: a missing SQLite file is an error

@@ -33,7 +33,8 @@ import (
 
 // SetQueueLimit sets the global limit of queue: at most maxRunning of its
 // tasks RUNNING at once across all workers of this backend, from the next
-// claim of each worker; 0 removes the limit. Tasks already running are not
+// claim of each worker of this process and within a second (flowRecheck)
+// for the others; 0 removes the limit. Tasks already running are not
 // affected (a lower limit is reached as they finish). It wakes idle
 // workers.
 func (b *Backend) SetQueueLimit(ctx context.Context, queue string, maxRunning int) error {
@@ -46,6 +47,7 @@ func (b *Backend) SetQueueLimit(ctx context.Context, queue string, maxRunning in
 	unlock := b.writeLock()
 	err := b.store.setQueueLimit(ctx, b.db.DB, queue, maxRunning)
 	unlock()
+	b.flowNoneAt.Store(0) // probe again at the next claim
 	if err != nil {
 		return b.wrapErr("set queue limit", err)
 	}
@@ -73,6 +75,7 @@ func (b *Backend) SetQueueRateLimit(ctx context.Context, queue string, n int, pe
 	unlock := b.writeLock()
 	err := b.store.setQueueRate(ctx, b.db.DB, queue, n, per)
 	unlock()
+	b.flowNoneAt.Store(0) // probe again at the next claim
 	if err != nil {
 		return b.wrapErr("set queue rate limit", err)
 	}
@@ -84,12 +87,27 @@ func (b *Backend) SetQueueRateLimit(ctx context.Context, queue string, n int, pe
 // millisecond.
 var ErrBadFlowLimit = errors.New("gotasks: bad queue limit")
 
+// flowRecheck is how long the answer "no queue has a limit" is trusted
+// before gotasks_queue is probed again: the plain claim rounds of a busy
+// worker skip the probe's round trip, and a limit set by another process
+// applies within flowRecheck (one set through this Backend at once).
+const flowRecheck = time.Second
+
 // flowActive reports whether any queue of the backend has a global or rate
-// limit (one probe of gotasks_queue).
+// limit: a probe of gotasks_queue, or no probe while an earlier probe found
+// none less than flowRecheck ago (b.flowNoneAt).
 func (b *Backend) flowActive(ctx context.Context) (bool, error) {
+	if at := b.flowNoneAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < flowRecheck {
+		return false, nil
+	}
 	ok, err := b.store.flowActive(ctx, b.db.DB)
 	if err != nil {
 		return false, b.wrapErr("claim", err)
+	}
+	if ok {
+		b.flowNoneAt.Store(0)
+	} else {
+		b.flowNoneAt.Store(time.Now().UnixNano())
 	}
 	return ok, nil
 }
