@@ -121,16 +121,17 @@ func (s *pgStore) claim(ctx context.Context, q querier, query string, at time.Ti
 // table of 20,000 rows. With a single relation the only choice left is how
 // to read id = ANY($2), and the primary key wins it at every table size but
 // the tiniest.
+//
+// Each row's outcome is looked up twice: once for the guard, once for all
+// the columns it sets (jsonb_to_record in a multi-column SET). Looking every
+// column up on its own (eight lookups a row, as before) made the statement
+// about a fifth slower (issue 17, docs/performance.md).
 const pgComplete = `WITH upd AS (
-	UPDATE gotasks_task t SET status = $3::jsonb -> t.id ->> 's',
-		return_value = CASE WHEN $3::jsonb -> t.id -> 'r' IS NULL THEN t.return_value
-			ELSE ($3::jsonb -> t.id ->> 'r')::json END,
-		finished_at = ($3::jsonb -> t.id ->> 'f')::timestamptz,
-		run_after = COALESCE(($3::jsonb -> t.id ->> 'ra')::timestamptz, t.run_after),
-		errors = CASE WHEN $3::jsonb -> t.id -> 'e' IS NULL THEN t.errors
-			ELSE t.errors || jsonb_build_array($3::jsonb -> t.id -> 'e') END,
-		attempts = t.attempts - COALESCE(($3::jsonb -> t.id ->> 'd')::int, 0),
-		worker_id = NULL, heartbeat_at = NULL
+	UPDATE gotasks_task t SET (status, return_value, finished_at, run_after, errors, attempts, worker_id, heartbeat_at) =
+		(SELECT o.s, CASE WHEN o.r IS NULL THEN t.return_value ELSE o.r::json END, o.f, COALESCE(o.ra, t.run_after),
+			CASE WHEN o.e IS NULL THEN t.errors ELSE t.errors || jsonb_build_array(o.e) END,
+			t.attempts - COALESCE(o.d, 0), NULL::varchar, NULL::timestamptz
+		FROM jsonb_to_record($3::jsonb -> t.id) AS o(s text, r text, f timestamptz, ra timestamptz, e jsonb, d int))
 	WHERE t.id = ANY($2::text[]) AND t.worker_id = $1::text AND t.attempts = ($3::jsonb -> t.id ->> 'a')::int
 	RETURNING t.id, t.status),
 n AS (

@@ -17,7 +17,16 @@ import (
 
 // Worker defaults.
 const (
-	DefaultConcurrency       = 100
+	// DefaultConcurrency is how many tasks a worker runs at once, one
+	// goroutine each. It is high because goroutines are cheap and because
+	// the claim batch follows it (min(Concurrency, 1000)): with short tasks
+	// a worker of 100 spends its time waiting for claims of 100 rows, one
+	// round trip and one WAL flush each, and drains a third slower than one
+	// of 1,000 (docs/performance.md, issue 17). A worker of 1,000 no-op
+	// tasks peaks at about 30 MiB. Set Concurrency (or --concurrency) lower
+	// for tasks that each hold a scarce resource, or cap single queues with
+	// QueueConcurrency.
+	DefaultConcurrency       = 1000
 	DefaultPollInterval      = time.Second
 	DefaultHeartbeatInterval = 5 * time.Second
 	// DefaultRescueAfter is how long a RUNNING task may go without a
