@@ -49,7 +49,21 @@ func newBench(ctx context.Context, o *options, stdout, stderr io.Writer) (*bench
 	if err != nil {
 		return nil, err
 	}
-	return &bench{o: o, t: t, stdout: stdout, stderr: stderr}, nil
+	return &bench{o: o, t: t, stdout: &syncWriter{w: stdout}, stderr: &syncWriter{w: stderr}}, nil
+}
+
+// syncWriter serialises the writes to w: the output of several worker
+// children (their stdout lines, their stderr) and of the benchmark meet
+// there.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 func (bn *bench) close() { bn.t.close() }
@@ -126,6 +140,9 @@ func cpuModel() string {
 }
 
 func (bn *bench) runMode(ctx context.Context, mode string) error {
+	if mode == "floor" && bn.t.dialect != database.Postgres {
+		return errFloorNeedsPostgres
+	}
 	for i := 1; i <= bn.o.runs; i++ {
 		bn.logf("== %s: run %d/%d (load average %s)", mode, i, bn.o.runs, loadAvg())
 		mctx, cancel := context.WithTimeout(ctx, bn.o.timeout)
@@ -141,6 +158,8 @@ func (bn *bench) runMode(ctx context.Context, mode string) error {
 				return bn.enqueue(mctx, f)
 			case "scaling":
 				return bn.scaling(mctx, f)
+			case "floor":
+				return bn.floor(mctx, f)
 			}
 			return fmt.Errorf("unknown mode %q", mode)
 		})
@@ -205,7 +224,9 @@ func (bn *bench) profilePath(path string, i int) string {
 	return path + "." + strconv.Itoa(i)
 }
 
-// burndown: enqueue --tasks tasks, then time one worker child draining them.
+// burndown: enqueue --tasks tasks, then time --workers worker children
+// draining them, and measure the cost per task (PostgreSQL on this
+// machine).
 func (bn *bench) burndown(ctx context.Context, f *fresh, run int) error {
 	b, err := bn.t.open(ctx, f, "taskbench-producer")
 	if err != nil {
@@ -223,8 +244,28 @@ func (bn *bench) burndown(ctx context.Context, f *fresh, run int) error {
 	}
 	bn.logf("  enqueued %d tasks with EnqueueMany(%d) in %v (%.0f tasks/s)", n, min(n, enqueueChunk),
 		d.Round(time.Millisecond), perSecond(int64(n), d))
+	nw := bn.o.workers
 	prof, mprof := bn.profilePath(bn.o.cpuprofile, run), bn.profilePath(bn.o.memprofile, run)
-	res, err := bn.runChild(ctx, f, n, prof, mprof)
+	var (
+		meter *costMeter
+		c     cost
+	)
+	hooks := childHooks{
+		beforeGo: func() error {
+			var err error
+			meter, err = bn.startCost(ctx)
+			return err
+		},
+		afterReports: func() error {
+			if meter == nil {
+				return nil
+			}
+			var err error
+			c, err = meter.stop(ctx)
+			return err
+		},
+	}
+	results, err := bn.runChildren(ctx, f, nw, n, prof, mprof, hooks)
 	if err != nil {
 		return err
 	}
@@ -235,20 +276,76 @@ func (bn *bench) burndown(ctx context.Context, f *fresh, run int) error {
 	if ok != int64(n) {
 		return fmt.Errorf("%d SUCCESSFUL rows after the burn-down, want %d", ok, n)
 	}
-	rate := perSecond(res.Processed, res.elapsed())
-	bn.logf("  worker child (concurrency %d, GOMAXPROCS %d) drained %d tasks in %v: %.0f tasks/s",
-		res.Concurrency, res.GOMAXPROCS, res.Processed, res.elapsed().Round(time.Millisecond), rate)
-	bn.logf("  worker memory: peak RSS %.1f MiB (end %.1f); Go runtime: sys %.1f MiB, peak mapped %.1f MiB, peak heap objects %.1f MiB, peak stacks %.1f MiB, peak goroutines %d, allocated %.0f MiB in total (%.1f KiB/task), %d GCs",
-		mib(res.VmHWMKiB), mib(res.VmRSSKiB), res.GoSysMiB, res.PeakGoTotalMiB, res.PeakHeapObjMiB, res.PeakStacksMiB,
-		res.PeakGoroutines, res.TotalAllocMiB, res.TotalAllocMiB*1024/float64(max(res.Processed, 1)), res.NumGC)
+	var (
+		rate     float64
+		peakRSS  int64
+		span     time.Duration
+		workCPU  time.Duration
+		first    = results[0].StartUnixNS
+		last     = results[0].EndUnixNS
+		label    = "worker child"
+		profNote = ""
+	)
+	for _, r := range results {
+		first, last = min(first, r.StartUnixNS), max(last, r.EndUnixNS)
+		peakRSS = max(peakRSS, r.VmHWMKiB)
+		workCPU += r.cpu()
+	}
+	if nw == 1 {
+		res := results[0]
+		span = res.elapsed()
+		rate = perSecond(res.Processed, span)
+		bn.logf("  worker child (concurrency %d, GOMAXPROCS %d) drained %d tasks in %v: %.0f tasks/s",
+			res.Concurrency, res.GOMAXPROCS, res.Processed, span.Round(time.Millisecond), rate)
+	} else {
+		span = time.Duration(last - first)
+		rate = perSecond(int64(n), span)
+		profNote = " (child K: FILE.wK)"
+	}
+	for i, res := range results {
+		if nw > 1 {
+			label = fmt.Sprintf("worker child %d/%d", i+1, nw)
+			bn.logf("  %s (concurrency %d, GOMAXPROCS %d): processed %d tasks in %v, CPU %v, peak RSS %.1f MiB",
+				label, res.Concurrency, res.GOMAXPROCS, res.Processed, res.elapsed().Round(time.Millisecond),
+				res.cpu().Round(time.Millisecond), mib(res.VmHWMKiB))
+		}
+		bn.logf("  %s memory: peak RSS %.1f MiB (end %.1f); Go runtime: sys %.1f MiB, peak mapped %.1f MiB, peak heap objects %.1f MiB, peak stacks %.1f MiB, peak goroutines %d, allocated %.0f MiB in total (%.1f KiB/task), %d GCs",
+			strings.TrimSuffix(label, " child"), mib(res.VmHWMKiB), mib(res.VmRSSKiB), res.GoSysMiB, res.PeakGoTotalMiB,
+			res.PeakHeapObjMiB, res.PeakStacksMiB, res.PeakGoroutines, res.TotalAllocMiB,
+			res.TotalAllocMiB*1024/float64(max(res.Processed, 1)), res.NumGC)
+	}
+	if nw > 1 {
+		bn.logf("  %d worker children drained %d tasks in %v (first start to last end): %.0f tasks/s",
+			nw, n, span.Round(time.Millisecond), rate)
+	}
 	if prof != "" {
-		bn.logf("  CPU profile: %s (go tool pprof -top %s)", prof, prof)
+		bn.logf("  CPU profile: %s%s (go tool pprof -top %s)", prof, profNote, prof)
 	}
 	if mprof != "" {
-		bn.logf("  heap profile: %s (go tool pprof -sample_index=alloc_space -top %s)", mprof, mprof)
+		bn.logf("  heap profile: %s%s (go tool pprof -sample_index=alloc_space -top %s)", mprof, profNote, mprof)
+	}
+	wus := usPerTask(workCPU, n)
+	if bn.t.dialect != database.Postgres {
+		bn.logf("  workers' CPU: %.1f µs/task (%v in all; SQLite's own work is in it: it runs in the worker)",
+			wus, workCPU.Round(time.Millisecond))
+	} else if meter != nil {
+		dus := usPerTask(c.dbCPU, n)
+		bn.logf("  cost per task over the drain: database CPU %.1f µs (%v in all, %d postgres processes at the end), workers' CPU %.1f µs (%v in all), total %.1f µs; WAL %.0f bytes (%d in all)",
+			dus, c.dbCPU.Round(time.Millisecond), c.procs, wus, workCPU.Round(time.Millisecond), dus+wus,
+			float64(c.wal)/float64(n), c.wal)
+	} else {
+		bn.logf("  workers' CPU: %.1f µs/task (%v in all)", wus, workCPU.Round(time.Millisecond))
 	}
 	bn.record("burndown_tasks_per_s", rate, "tasks/s", 0)
-	bn.record("burndown_worker_peak_rss_mib", mib(res.VmHWMKiB), "MiB", 1)
+	bn.record("burndown_worker_peak_rss_mib", mib(peakRSS), "MiB", 1)
+	bn.record("burndown_workers", float64(nw), "processes", 0)
+	if meter != nil {
+		dus := usPerTask(c.dbCPU, n)
+		bn.record("burndown_db_cpu_us_per_task", dus, "us", 1)
+		bn.record("burndown_worker_cpu_us_per_task", wus, "us", 1)
+		bn.record("burndown_total_cpu_us_per_task", dus+wus, "us", 1)
+		bn.record("burndown_wal_bytes_per_task", float64(c.wal)/float64(n), "bytes", 0)
+	}
 	return nil
 }
 
@@ -283,8 +380,10 @@ func stopWorker(w *database.Worker) error {
 	return w.Stop(sctx)
 }
 
-// continuous: producers enqueue (back-pressured to --backlog) while one
-// worker works, for --duration.
+// continuous: producers enqueue (back-pressured to max(--backlog,
+// --prefill) unfinished tasks) while one worker works, for --duration;
+// --prefill tasks are enqueued before the worker starts and the clock
+// with it.
 func (bn *bench) continuous(ctx context.Context, f *fresh) error {
 	wb, pb, closeAll, err := bn.openPair(ctx, f, "taskbench-worker")
 	if err != nil {
@@ -304,12 +403,17 @@ func (bn *bench) continuous(ctx context.Context, f *fresh) error {
 	if pb != wb {
 		how = "another instance (LISTEN/NOTIFY wake-ups)"
 	}
-	bn.logf("  %d producer goroutine(s), EnqueueMany(%d), back-pressure at %d unfinished tasks; producer backend: %s; %v",
-		o.producers, o.produceBatch, o.backlog, how, o.duration)
-	start := time.Now()
-	if err := w.Start(ctx); err != nil {
-		return err
+	target := int64(max(o.backlog, o.prefill))
+	if o.prefill > 0 {
+		d, err := fill(ctx, o.prefill)
+		if err != nil {
+			return fmt.Errorf("prefill: %w", err)
+		}
+		bn.logf("  prefilled %d tasks with EnqueueMany(%d) in %v (before the clock starts)", o.prefill,
+			min(o.prefill, enqueueChunk), d.Round(time.Millisecond))
 	}
+	bn.logf("  %d producer goroutine(s), EnqueueMany(%d), back-pressure at %d unfinished tasks; producer backend: %s; %v",
+		o.producers, o.produceBatch, target, how, o.duration)
 	var (
 		enq      atomic.Int64
 		stop     = make(chan struct{})
@@ -317,7 +421,30 @@ func (bn *bench) continuous(ctx context.Context, f *fresh) error {
 		errOnce  sync.Once
 		prodErr  error
 		throttle atomic.Int64
+		// pendingMin is the smallest number of unfinished tasks sampled.
+		pendingMin = int64(math.MaxInt64)
 	)
+	enq.Store(int64(o.prefill))
+	start := time.Now()
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	// pending is a lower bound of the unfinished tasks: enq is read before
+	// the worker's count, and counts a batch only once EnqueueMany has
+	// returned (the worker may have finished some of it by then).
+	pending := func() int64 { return max(enq.Load()-w.Processed(), 0) }
+	wg.Go(func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			pendingMin = min(pendingMin, pending())
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	})
 	batch := make([]struct{}, o.produceBatch)
 	for range o.producers {
 		wg.Go(func() {
@@ -327,7 +454,7 @@ func (bn *bench) continuous(ctx context.Context, f *fresh) error {
 					return
 				default:
 				}
-				if enq.Load()-w.Processed() >= int64(o.backlog) {
+				if enq.Load()-w.Processed() >= target {
 					throttle.Add(1)
 					time.Sleep(200 * time.Microsecond)
 					continue
@@ -346,7 +473,7 @@ func (bn *bench) continuous(ctx context.Context, f *fresh) error {
 	}
 	processed := w.Processed()
 	elapsed := time.Since(start)
-	enqueued := enq.Load()
+	enqueued := enq.Load() - int64(o.prefill)
 	close(stop)
 	wg.Wait()
 	ready, cerr := countStatus(ctx, wb, tasks.StatusReady)
@@ -355,11 +482,13 @@ func (bn *bench) continuous(ctx context.Context, f *fresh) error {
 		return err
 	}
 	rate := perSecond(processed, elapsed)
-	bn.logf("  in %v: enqueued %d (%.0f/s), worked %d (%.0f tasks/s); READY at the end %d; producers paused %d times",
-		elapsed.Round(time.Millisecond), enqueued, perSecond(enqueued, elapsed), processed, rate, ready, throttle.Load())
+	bn.logf("  in %v: enqueued %d (%.0f/s), worked %d (%.0f tasks/s); READY at the end %d; fewest unfinished (sampled every 50 ms) %d; producers paused %d times",
+		elapsed.Round(time.Millisecond), enqueued, perSecond(enqueued, elapsed), processed, rate, ready, pendingMin,
+		throttle.Load())
 	bn.record("continuous_tasks_per_s", rate, "tasks/s", 0)
 	bn.record("continuous_enqueued_per_s", perSecond(enqueued, elapsed), "tasks/s", 0)
 	bn.record("continuous_backlog_end", float64(ready), "tasks", 0)
+	bn.record("continuous_pending_min", float64(pendingMin), "tasks", 0)
 	return nil
 }
 

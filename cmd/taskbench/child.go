@@ -24,8 +24,20 @@ import (
 // real binary ignores it.
 const childEnv = "GOTASKS_TASKBENCH_CHILD"
 
-// childPrefix starts the line on which the child reports its result.
-const childPrefix = "taskbench-child: "
+// The protocol between the parent and a worker child, one line each: the
+// child opens its backend and builds its worker, prints childReady on
+// stdout, waits for childGo on stdin, runs (ExitWhenEmpty), prints its
+// report (childPrefix and JSON), then keeps its backend, and so its
+// database connections, open until its stdin is closed, so that the parent
+// can measure the database while they are still alive.
+const (
+	// childReady is the line a child prints when it is ready to run.
+	childReady = "taskbench-child-ready"
+	// childGo is the line that starts the children's runs.
+	childGo = "go"
+	// childPrefix starts the line on which the child reports its result.
+	childPrefix = "taskbench-child: "
+)
 
 // childResult is what the worker child reports.
 type childResult struct {
@@ -44,17 +56,30 @@ type childResult struct {
 	TotalAllocMiB  float64 `json:"total_alloc_mib"`
 	GOMAXPROCS     int     `json:"gomaxprocs"`
 	Concurrency    int     `json:"concurrency"`
+	// Wall-clock start and end of Run (UnixNano), so that the parent can
+	// time several children from the first start to the last end.
+	StartUnixNS int64 `json:"start_unix_ns"`
+	EndUnixNS   int64 `json:"end_unix_ns"`
+	// CPUNS is the child's CPU time (user + system, all threads) during
+	// Run (getrusage RUSAGE_SELF after minus before).
+	CPUNS int64 `json:"cpu_ns"`
 }
 
 func (r childResult) elapsed() time.Duration { return time.Duration(r.ElapsedNS) }
+
+func (r childResult) cpu() time.Duration { return time.Duration(r.CPUNS) }
 
 func quietLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // workerChild is the hidden mode: one worker drains the backlog of
-// o.database (ExitWhenEmpty) and reports on stdout.
-func workerChild(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+// o.database (ExitWhenEmpty) and reports on stdout, following the protocol
+// of childReady with the parent on stdin and stdout.
+func workerChild(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops readLines's sends
+	lines := readLines(ctx, stdin)
 	log := quietLogger(stderr)
 	b, err := database.Open(ctx, o.database, database.WithAutoMigrate(true), database.WithName(backendName),
 		database.WithLogger(log))
@@ -79,12 +104,28 @@ func workerChild(ctx context.Context, o *options, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
+	if _, err := fmt.Fprintln(stdout, childReady); err != nil {
+		return err
+	}
+	select {
+	case l, ok := <-lines:
+		if !ok {
+			return errors.New("stdin closed before the parent said " + childGo)
+		}
+		if l != childGo {
+			return fmt.Errorf("got %q on stdin, want %q", l, childGo)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	rctx, rcancel := context.WithTimeout(ctx, o.timeout)
+	defer rcancel()
 	peaks := startPeakSampler()
+	cpu0 := processCPU()
 	start := time.Now()
 	runErr := w.Run(rctx)
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpu0
 	pk := peaks()
 	if o.cpuprofile != "" {
 		pprof.StopCPUProfile()
@@ -115,10 +156,42 @@ func workerChild(ctx context.Context, o *options, stdout, stderr io.Writer) erro
 		GOMAXPROCS: runtime.GOMAXPROCS(0), Concurrency: conc,
 		PeakHeapObjMiB: pk[0] / (1 << 20), PeakGoTotalMiB: pk[1] / (1 << 20), PeakStacksMiB: pk[2] / (1 << 20),
 		PeakGoroutines: int64(pk[3]), TotalAllocMiB: float64(ms.TotalAlloc) / (1 << 20),
+		StartUnixNS: start.UnixNano(), EndUnixNS: start.UnixNano() + int64(elapsed), CPUNS: int64(cpu),
 	}
 	j, _ := json.Marshal(res)
-	_, err = fmt.Fprintf(stdout, "%s%s\n", childPrefix, j)
-	return err
+	if _, err := fmt.Fprintf(stdout, "%s%s\n", childPrefix, j); err != nil {
+		return err
+	}
+	// Hold the backend open (deferred Close) until the parent closes stdin.
+	for {
+		select {
+		case _, ok := <-lines:
+			if !ok {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// readLines sends the lines of r on the returned channel, which it closes
+// at the end of r (EOF or a read error). Its goroutine stops there, or at
+// the first send after ctx is done.
+func readLines(ctx context.Context, r io.Reader) <-chan string {
+	ch := make(chan string)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			select {
+			case ch <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 // startPeakSampler samples runtime/metrics every 20 ms until the returned
@@ -180,9 +253,140 @@ func procStatusKiB(name string) int64 {
 	return 0
 }
 
-// runChild re-executes this binary as a worker child on f, waits for it
+// childProc is one running worker child, seen from the parent.
+type childProc struct {
+	k        int // 1-based, for messages
+	cmd      *exec.Cmd
+	stdin    io.WriteCloser
+	ready    chan struct{} // closed when the child printed childReady
+	reported chan struct{} // closed when its report was read: res and resErr are set
+	exited   chan struct{} // closed when its stdout ended
+	res      childResult
+	resErr   error
+}
+
+// childHooks are called by runChildren around the children's runs.
+type childHooks struct {
+	// beforeGo is called when every child is ready, just before they are
+	// told to go.
+	beforeGo func() error
+	// afterReports is called when every child has reported, while they
+	// still hold their database connections.
+	afterReports func() error
+}
+
+// runChild re-executes this binary as one worker child on f, waits for it
 // to drain expect tasks, and returns its report.
 func (bn *bench) runChild(ctx context.Context, f *fresh, expect int, cpuprofile, memprofile string) (childResult, error) {
+	res, err := bn.runChildren(ctx, f, 1, expect, cpuprofile, memprofile, childHooks{})
+	if err != nil {
+		return childResult{}, err
+	}
+	return res[0], nil
+}
+
+// runChildren re-executes this binary as n worker children on f at once
+// (see childReady for the protocol), and returns their reports once they
+// have drained expect tasks together. With n > 1 child k writes its
+// profiles to FILE.wK.
+func (bn *bench) runChildren(ctx context.Context, f *fresh, n, expect int, cpuprofile, memprofile string,
+	hooks childHooks) (results []childResult, err error) {
+	var procs []*childProc
+	defer func() {
+		failed := err != nil
+		for _, p := range procs {
+			if failed {
+				_ = p.cmd.Process.Kill()
+			}
+			_ = p.stdin.Close() // EOF: the child closes its backend and exits
+			<-p.exited
+			if werr := p.cmd.Wait(); werr != nil && !failed {
+				err = errors.Join(err, fmt.Errorf("worker child %d: %w", p.k, werr))
+			}
+		}
+		if err != nil {
+			results = nil
+		}
+	}()
+	for k := 1; k <= n; k++ {
+		prof, mprof := cpuprofile, memprofile
+		if n > 1 {
+			prof, mprof = childFile(cpuprofile, k), childFile(memprofile, k)
+		}
+		p, err := bn.startChild(ctx, f, k, n, expect, prof, mprof)
+		if err != nil {
+			return nil, err
+		}
+		procs = append(procs, p)
+	}
+	for _, p := range procs {
+		select {
+		case <-p.ready:
+		case <-p.exited:
+			return nil, fmt.Errorf("worker child %d exited before it was ready", p.k)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if hooks.beforeGo != nil {
+		if err := hooks.beforeGo(); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range procs {
+		if _, err := fmt.Fprintln(p.stdin, childGo); err != nil {
+			return nil, fmt.Errorf("worker child %d: %w", p.k, err)
+		}
+	}
+	var sum int64
+	for _, p := range procs {
+		select {
+		case <-p.reported:
+		case <-p.exited:
+			select {
+			case <-p.reported: // it reported, then its stdout ended
+			default:
+				return nil, fmt.Errorf("worker child %d exited without a report", p.k)
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if p.resErr != nil {
+			return nil, fmt.Errorf("worker child %d: %w", p.k, p.resErr)
+		}
+		results = append(results, p.res)
+		sum += p.res.Processed
+	}
+	if hooks.afterReports != nil {
+		if err := hooks.afterReports(); err != nil {
+			return nil, err
+		}
+	}
+	if n == 1 && sum != int64(expect) {
+		return nil, fmt.Errorf("worker child processed %d tasks, want %d", sum, expect)
+	}
+	if sum != int64(expect) {
+		per := make([]string, len(results))
+		for i, r := range results {
+			per[i] = strconv.FormatInt(r.Processed, 10)
+		}
+		return nil, fmt.Errorf("worker children processed %d tasks in all (%s), want %d", sum, strings.Join(per, " + "), expect)
+	}
+	return results, nil
+}
+
+// childFile returns child k's profile file ("" stays "").
+func childFile(path string, k int) string {
+	if path == "" {
+		return ""
+	}
+	return path + ".w" + strconv.Itoa(k)
+}
+
+// startChild starts worker child k of n and the goroutine that reads its
+// stdout, which ends when the child's stdout does (the child exits, or is
+// killed by ctx).
+func (bn *bench) startChild(ctx context.Context, f *fresh, k, n, expect int, cpuprofile, memprofile string) (*childProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]
@@ -190,7 +394,10 @@ func (bn *bench) runChild(ctx context.Context, f *fresh, expect int, cpuprofile,
 	o := bn.o
 	args := []string{"--mode", childMode, "--database", f.dsn,
 		"--concurrency", strconv.Itoa(o.concurrency), "--batch-size", strconv.Itoa(o.batchSize),
-		"--poll-interval", o.poll.String(), "--timeout", o.timeout.String(), "--expect", strconv.Itoa(expect)}
+		"--poll-interval", o.poll.String(), "--timeout", o.timeout.String()}
+	if n == 1 {
+		args = append(args, "--expect", strconv.Itoa(expect))
+	}
 	if cpuprofile != "" {
 		args = append(args, "--cpuprofile", cpuprofile)
 	}
@@ -202,33 +409,45 @@ func (bn *bench) runChild(ctx context.Context, f *fresh, expect int, cpuprofile,
 	cmd.Stderr = bn.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return childResult{}, err
+		return nil, err
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return childResult{}, fmt.Errorf("start worker child: %w", err)
+		return nil, fmt.Errorf("start worker child %d: %w", k, err)
 	}
-	var res childResult
-	found := false
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		line := sc.Text()
-		if j, ok := strings.CutPrefix(line, childPrefix); ok {
-			if err := json.Unmarshal([]byte(j), &res); err != nil {
-				return res, fmt.Errorf("worker child report %q: %w", j, err)
+	p := &childProc{k: k, cmd: cmd, stdin: in, ready: make(chan struct{}), reported: make(chan struct{}),
+		exited: make(chan struct{})}
+	prefix := "  child:"
+	if n > 1 {
+		prefix = fmt.Sprintf("  child %d:", k)
+	}
+	go func() {
+		defer close(p.exited)
+		isReady, hasReported := false, false
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			if line == childReady && !isReady {
+				isReady = true
+				close(p.ready)
+				continue
 			}
-			found = true
-			continue
+			if j, ok := strings.CutPrefix(line, childPrefix); ok && !hasReported {
+				hasReported = true
+				if err := json.Unmarshal([]byte(j), &p.res); err != nil {
+					p.resErr = fmt.Errorf("report %q: %w", j, err)
+				}
+				close(p.reported)
+				continue
+			}
+			fmt.Fprintln(bn.stdout, prefix, line)
 		}
-		fmt.Fprintln(bn.stdout, "  child:", line)
-	}
-	if err := cmd.Wait(); err != nil {
-		return res, fmt.Errorf("worker child: %w", err)
-	}
-	if !found {
-		return res, errors.New("worker child exited without a report")
-	}
-	if res.Processed != int64(expect) {
-		return res, fmt.Errorf("worker child processed %d tasks, want %d", res.Processed, expect)
-	}
-	return res, nil
+		// Drain what is left, if the scanner stopped on an over-long line,
+		// so that the child never blocks on a full pipe.
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	return p, nil
 }

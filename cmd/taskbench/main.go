@@ -1,18 +1,36 @@
 // Command taskbench measures the database backend of gotasks (issue 6):
 // burn-down and continuous throughput, wake-up latency, enqueue rates, the
-// worker's peak memory, and how the time per task changes with table size.
+// worker's peak memory, how the time per task changes with table size, and,
+// on PostgreSQL, what a task costs the server (CPU and WAL per task) and
+// the server's own floor for a task (pgbench running the claim and the
+// completion alone), so that it can be compared fairly with River's
+// "river bench" and with the database itself.
 //
 //	taskbench                                   # all modes on SQLite in a temp dir
 //	taskbench --database postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 //	taskbench --mode burndown --tasks 100000 --concurrency 100 --runs 3
+//	taskbench --mode burndown --workers 2       # two worker processes at once
+//	taskbench --mode continuous --prefill 100000  # a backlog inserted before the clock starts
+//	taskbench --database postgres://… --mode burndown,floor
 //	taskbench --mode scaling --scaling-max 1000000
+//
+// Without flags the worker runs with its own defaults (concurrency
+// database.DefaultConcurrency, the default claim batch and poll interval).
 //
 // Every run of every mode gets a fresh database: on PostgreSQL a new schema
 // taskbench_<random> (created with an admin connection, passed to the
 // backend through search_path, dropped at the end unless --keep); on SQLite
 // a new file in a temporary directory. The burn-down and scaling workers run
-// in a child process (this binary re-executed with the hidden mode
-// worker-child) so that their peak RSS is their own.
+// in child processes (this binary re-executed with the hidden mode
+// worker-child) so that their peak RSS and CPU time are their own.
+//
+// Cost per task (burndown and floor, PostgreSQL on this machine only): the
+// CPU time of every process named "postgres" (from /proc, the server's
+// whole cost: backends, walwriter, checkpointer and the rest) and the WAL
+// written (pg_current_wal_lsn), both from just before the workers start to
+// when the last has reported, while their connections are still open; and
+// the workers' own CPU time (getrusage). The server's figures include
+// whatever else runs on it meanwhile.
 //
 // Output: human progress lines, then at the end one line per figure in the
 // form "NAME: VALUE UNIT" (the median over --runs), for scripts to grep.
@@ -45,9 +63,9 @@ func main() {
 }
 
 // Modes a user can ask for; worker-child is internal.
-var userModes = []string{"burndown", "continuous", "latency", "enqueue", "scaling"}
+var userModes = []string{"burndown", "continuous", "latency", "enqueue", "scaling", "floor"}
 
-// allModes is what --mode all runs (scaling only when asked for).
+// allModes is what --mode all runs (scaling and floor only when asked for).
 var allModes = []string{"burndown", "continuous", "latency", "enqueue"}
 
 // childMode is the hidden mode of the worker child process.
@@ -79,6 +97,12 @@ type options struct {
 	producers    int
 	produceBatch int
 	backlog      int
+	// prefill is the backlog enqueued before the continuous run's clock
+	// starts (--prefill).
+	prefill int
+
+	// workers is the number of burn-down worker processes (--workers).
+	workers int
 
 	scalingSizes string
 	scalingMax   int
@@ -98,14 +122,24 @@ const usage = `Usage: taskbench [flags]
 Benchmarks the gotasks database backend on PostgreSQL or SQLite, each run in a
 fresh schema (PostgreSQL) or a fresh file (SQLite). Modes:
 
-  burndown    enqueue --tasks no-op tasks, then time one worker (a child
-              process) draining them; its peak RSS too
-  continuous  enqueue and work at the same time for --duration
+  burndown    enqueue --tasks no-op tasks, then time --workers worker child
+              processes draining them (first start to last end); their
+              peak RSS and CPU time; on PostgreSQL on this machine also the
+              cost per task: the server's CPU time (all its processes), the
+              workers' CPU time, and the WAL written
+  continuous  enqueue and work at the same time for --duration; with
+              --prefill N, N tasks are enqueued before the clock starts and
+              the producers keep max(--backlog, N) unfinished
   latency     enqueue-to-start and enqueue-to-finish of single tasks given to
               an idle worker (PostgreSQL: from another backend instance, so
               the wake-up goes through LISTEN/NOTIFY)
   enqueue     sequential Enqueue rate and EnqueueMany rate
   scaling     time per task at growing table sizes (finished rows)
+  floor       PostgreSQL only: the database's own floor for a task. The table
+              is filled as for burndown, then pgbench (one connection, -M
+              prepared) runs the worker's claim and a completion in batches
+              (floor.sql, embedded), with the server's CPU and WAL per task
+              as for burndown; needs pgbench in PATH
   all         burndown, continuous, latency, enqueue (default)
 
 Several modes: --mode burndown,latency. The figures come last, one a line:
@@ -137,15 +171,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	fs.StringVar(&o.database, "database", "sqlite", "DSN: postgres://…, or sqlite (a temp dir), or sqlite:///dir/x.db (fresh files in a temp dir under /dir)")
 	fs.StringVar(&o.mode, "mode", "all", "comma-separated modes: burndown, continuous, latency, enqueue, scaling, or all")
-	fs.IntVar(&o.tasks, "tasks", 100000, "burndown: tasks to enqueue and drain")
+	fs.IntVar(&o.tasks, "tasks", 100000, "burndown, floor: tasks to enqueue and drain")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "continuous: how long to enqueue and work")
-	fs.IntVar(&o.concurrency, "concurrency", 100, "worker concurrency (0: the worker's default, database.DefaultConcurrency)")
-	fs.IntVar(&o.batchSize, "batch-size", 0, "worker claim batch (0: the worker's default, min(concurrency, 1000))")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "worker concurrency (0: the worker's default, database.DefaultConcurrency)")
+	fs.IntVar(&o.batchSize, "batch-size", 0, "worker claim batch, and floor's (0: the worker's default)")
 	fs.DurationVar(&o.poll, "poll-interval", 0, "worker poll interval (0: the worker's default, database.DefaultPollInterval)")
 	fs.IntVar(&o.runs, "runs", 1, "runs of each mode (each in a fresh database); figures are medians")
 	fs.BoolVar(&o.keep, "keep", false, "keep the PostgreSQL schemas and SQLite files")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the burn-down worker child to this file (run N>1 of --runs: FILE.N)")
-	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of the burn-down worker child to this file at its end (run N>1: FILE.N)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the burn-down worker child to this file (run N>1 of --runs: FILE.N; child K of --workers >1: FILE.wK)")
+	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of the burn-down worker child to this file at its end (run N>1: FILE.N; child K: FILE.wK)")
 	fs.StringVar(&o.parentProf, "parent-cpuprofile", "", "write a CPU profile of this (parent) process to this file: enqueue, continuous and latency run here")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up on one measurement after this long")
 	fs.IntVar(&o.latencySamples, "latency-samples", 200, "latency: measured tasks")
@@ -156,7 +190,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.manyReps, "many-reps", 5, "enqueue: EnqueueMany repetitions per run (median)")
 	fs.IntVar(&o.producers, "producers", 2, "continuous: producer goroutines")
 	fs.IntVar(&o.produceBatch, "produce-batch", 100, "continuous: tasks per EnqueueMany of a producer")
-	fs.IntVar(&o.backlog, "backlog", 5000, "continuous: producers pause while this many tasks are enqueued but not finished")
+	fs.IntVar(&o.backlog, "backlog", 5000, "continuous: producers pause while this many tasks are enqueued but not finished (or --prefill's, if larger)")
+	fs.IntVar(&o.prefill, "prefill", 0, "continuous: tasks enqueued before the clock starts (the worker starts after them)")
+	fs.IntVar(&o.workers, "workers", 1, "burndown: worker child processes draining the table at once (each with its own backend and connection pool)")
 	fs.StringVar(&o.scalingSizes, "scaling-sizes", "10000,100000,1000000", "scaling: table sizes (finished rows)")
 	fs.IntVar(&o.scalingMax, "scaling-max", 100000, "scaling: skip sizes above this (1000000 to include 1M rows; it takes time)")
 	fs.IntVar(&o.scalingTasks, "scaling-tasks", 10000, "scaling: fresh tasks burnt down at each size")
@@ -174,8 +210,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.manyReps <= 0 || o.producers <= 0 || o.produceBatch <= 0 || o.backlog <= 0 || o.scalingTasks <= 0 {
 		probs = append(probs, "counts must be positive")
 	}
-	if o.concurrency < 0 || o.batchSize < 0 || o.poll < 0 || o.duration <= 0 || o.latencyGap < 0 || o.latencyWarmup < 0 {
-		probs = append(probs, "concurrency, batch size and durations must not be negative (--duration positive)")
+	if o.concurrency < 0 || o.batchSize < 0 || o.poll < 0 || o.duration <= 0 || o.latencyGap < 0 || o.latencyWarmup < 0 ||
+		o.prefill < 0 {
+		probs = append(probs, "concurrency, batch size, prefill and durations must not be negative (--duration positive)")
+	}
+	if o.workers < 1 {
+		probs = append(probs, "--workers must be at least 1")
 	}
 	if len(probs) > 0 {
 		return nil, errors.New(strings.Join(probs, "; "))
@@ -233,18 +273,36 @@ func (o *options) workerConfig() database.WorkerConfig {
 	return database.WorkerConfig{Concurrency: o.concurrency, BatchSize: o.batchSize, PollInterval: o.poll}
 }
 
+// workerConcurrency is the concurrency the worker runs with: --concurrency,
+// or the worker's default.
+func (o *options) workerConcurrency() int {
+	if o.concurrency == 0 {
+		return database.DefaultConcurrency
+	}
+	return o.concurrency
+}
+
+// claimBatch is the claim batch the worker runs with: --batch-size, or the
+// worker's default. The default mirrors WorkerConfig.normalize in
+// backends/database/worker_config.go (BatchSize 0: the concurrency, at
+// most 1000), which the package does not export: keep the two in step.
+func (o *options) claimBatch() int {
+	if o.batchSize > 0 {
+		return o.batchSize
+	}
+	return min(o.workerConcurrency(), 1000)
+}
+
 // describeWorker says which worker settings come from flags and which from
 // the worker's defaults.
 func (o *options) describeWorker() string {
 	conc := fmt.Sprintf("concurrency=%d (--concurrency)", o.concurrency)
-	eff := o.concurrency
 	if o.concurrency == 0 {
-		eff = database.DefaultConcurrency
-		conc = fmt.Sprintf("concurrency=%d (worker default)", eff)
+		conc = fmt.Sprintf("concurrency=%d (worker default)", o.workerConcurrency())
 	}
 	batch := fmt.Sprintf("claim batch=%d (--batch-size)", o.batchSize)
 	if o.batchSize == 0 {
-		batch = fmt.Sprintf("claim batch=%d (worker default: min(concurrency, 1000))", min(eff, 1000))
+		batch = fmt.Sprintf("claim batch=%d (worker default)", o.claimBatch())
 	}
 	poll := fmt.Sprintf("poll interval=%v (--poll-interval)", o.poll)
 	if o.poll == 0 {
@@ -269,7 +327,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if modes[0] == childMode {
-		if err := workerChild(ctx, o, stdout, stderr); err != nil {
+		if err := workerChild(ctx, o, os.Stdin, stdout, stderr); err != nil {
 			fmt.Fprintln(stderr, "taskbench worker-child:", err)
 			return 1
 		}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed" // floor.sql
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gotasks/gotasks/backends/database"
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// floorScript is the pgbench script of the floor mode: one claim batch a
+// transaction (see the file).
+//
+//go:embed floor.sql
+var floorScript string
+
+// errFloorNeedsPostgres is returned by the floor mode on SQLite.
+var errFloorNeedsPostgres = errors.New("floor runs pgbench against a PostgreSQL server: it needs --database postgres://…")
+
+// floor: the database's own floor for a task. The table is filled as for
+// burndown (--tasks no-op tasks through EnqueueMany, no VACUUM), then
+// pgbench claims and completes them in batches (floor.sql) with one
+// connection, and the server's CPU and WAL are measured around it as for
+// burndown's cost per task.
+func (bn *bench) floor(ctx context.Context, f *fresh) error {
+	if bn.t.dialect != database.Postgres {
+		return errFloorNeedsPostgres
+	}
+	pgbench, err := exec.LookPath("pgbench")
+	if err != nil {
+		return fmt.Errorf("floor needs pgbench (PostgreSQL's client tools): %w", err)
+	}
+	connArgs, connEnv, err := pgbenchConn(bn.t.base)
+	if err != nil {
+		return err
+	}
+	b, err := bn.t.open(ctx, f, "taskbench-producer")
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	defer tasks.RegisterBackend(b)()
+	n := bn.o.tasks
+	d, err := fill(ctx, n)
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	bn.logf("  enqueued %d tasks with EnqueueMany(%d) in %v (%.0f tasks/s)", n, min(n, enqueueChunk),
+		d.Round(time.Millisecond), perSecond(int64(n), d))
+
+	dir, err := os.MkdirTemp("", "taskbench-floor-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	script := filepath.Join(dir, "floor.sql")
+	if err := os.WriteFile(script, []byte(floorScript), 0o600); err != nil {
+		return err
+	}
+	batch := bn.o.claimBatch()
+	txns := (n + batch - 1) / batch
+	appName := "taskbench-floor-" + randomHex(4)
+	args := append([]string{"-n", "-M", "prepared", "-c", "1", "-t", strconv.Itoa(txns),
+		"-D", "batch=" + strconv.Itoa(batch), "-f", script}, connArgs...)
+	cmd := exec.CommandContext(ctx, pgbench, args...)
+	cmd.Env = append(append(os.Environ(), connEnv...),
+		"PGOPTIONS=-c search_path="+f.schema, // the fresh schema, as the backend's search_path
+		"PGAPPNAME="+appName)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	bn.logf("  pgbench: %d transaction(s) of one claim and one completion of up to %d tasks, one connection: %s %s",
+		txns, batch, pgbench, strings.Join(args, " "))
+
+	meter, err := bn.startCost(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start pgbench: %w", err)
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	pidc := bn.watchBackendPID(wctx, appName)
+	werr := cmd.Wait()
+	wall := time.Since(start)
+	stopWatch()
+	pid := <-pidc
+	for line := range strings.SplitSeq(strings.TrimRight(out.String(), "\n"), "\n") {
+		bn.logf("  pgbench: %s", line)
+	}
+	if werr != nil {
+		return fmt.Errorf("pgbench: %w", werr)
+	}
+	var c cost
+	if meter != nil {
+		// pgbench's backend exits after pgbench: wait until the postmaster
+		// has waited for it, so that its CPU time is in the postmaster's
+		// children's time (see dbCPU) when it is read.
+		if err := settleBackend(ctx, pid); err != nil {
+			bn.logf("  cost per task: %v; the database CPU may miss pgbench's connection", err)
+		}
+		if c, err = meter.stop(ctx); err != nil {
+			return err
+		}
+	}
+	ok, err := countStatus(ctx, b, tasks.StatusSuccessful)
+	if err != nil {
+		return err
+	}
+	if ok != int64(n) {
+		return fmt.Errorf("%d SUCCESSFUL rows after pgbench, want %d", ok, n)
+	}
+	rate := perSecond(int64(n), wall)
+	client := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	bn.logf("  pgbench claimed and completed %d tasks in %v (process start to exit): %.0f tasks/s; pgbench's own CPU %.1f µs/task",
+		n, wall.Round(time.Millisecond), rate, usPerTask(client, n))
+	bn.record("floor_tasks_per_s", rate, "tasks/s", 0)
+	if meter != nil {
+		bn.logf("  cost per task: database CPU %.1f µs (%v in all, %d postgres processes at the end); WAL %.0f bytes (%d in all)",
+			usPerTask(c.dbCPU, n), c.dbCPU.Round(time.Millisecond), c.procs, float64(c.wal)/float64(n), c.wal)
+		bn.record("floor_db_cpu_us_per_task", usPerTask(c.dbCPU, n), "us", 1)
+		bn.record("floor_wal_bytes_per_task", float64(c.wal)/float64(n), "bytes", 0)
+	}
+	return nil
+}
+
+// watchBackendPID finds the pid of the server process of the connection
+// named appName (pg_stat_activity), polling every 5 ms, and sends it on
+// the returned channel, which it closes when it found it or when ctx is
+// done (a receive then gives 0). It polls only until the connection shows
+// up, which is at pgbench's start, to add next to nothing to the server's
+// CPU.
+func (bn *bench) watchBackendPID(ctx context.Context, appName string) <-chan int {
+	pidc := make(chan int, 1)
+	go func() {
+		defer close(pidc)
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			var pid int
+			err := bn.t.admin.QueryRowContext(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`,
+				appName).Scan(&pid)
+			if err == nil {
+				pidc <- pid
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return pidc
+}
+
+// settleBackend waits (at most 5 s) until server process pid has ended and
+// been waited for. pid 0 (not seen) waits 200 ms instead.
+func settleBackend(ctx context.Context, pid int) error {
+	if pid == 0 {
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return errors.New("pgbench's connection was not seen in pg_stat_activity (waited 200 ms for it to end)")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !processGone(pid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pgbench's server process %d still runs 5 s after pgbench ended", pid)
+		}
+		select {
+		case <-time.After(2 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// pgbenchConn turns a postgres:// DSN into pgbench's connection arguments
+// (-h, -p, -U, the database name) and libpq environment variables (the
+// password and the TLS settings). The DSN is not passed as a URI because
+// it may hold parameters libpq refuses (pgx's, or search_path).
+func pgbenchConn(dsn string) (args, env []string, err error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", database.ErrBadDSN, err)
+	}
+	q := u.Query()
+	host := u.Hostname()
+	if h := q.Get("host"); h != "" {
+		host = h
+	}
+	if host != "" {
+		args = append(args, "-h", host)
+	}
+	port := u.Port()
+	if p := q.Get("port"); p != "" {
+		port = p
+	}
+	if port != "" {
+		args = append(args, "-p", port)
+	}
+	if u.User != nil {
+		if name := u.User.Username(); name != "" {
+			args = append(args, "-U", name)
+		}
+		if pw, ok := u.User.Password(); ok {
+			env = append(env, "PGPASSWORD="+pw)
+		}
+	}
+	for param, v := range map[string]string{"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
+		"sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "connect_timeout": "PGCONNECT_TIMEOUT"} {
+		if x := q.Get(param); x != "" {
+			env = append(env, v+"="+x)
+		}
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		args = append(args, db)
+	}
+	return args, env, nil
+}
