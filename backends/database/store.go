@@ -46,6 +46,9 @@ type store interface {
 	// never fails the claim of the others.
 	claim(ctx context.Context, q querier, query string, at time.Time, limit int, workerID string,
 		include, exclude []string) ([]*row, error)
+	// claimTurn waits, at most claimTurnWait, for the backend's claim
+	// turn: a lock held until the end of tx's transaction (featClaimTurns).
+	claimTurn(ctx context.Context, tx querier) error
 	// complete records outcomes in one statement and returns the ids it
 	// recorded: those still RUNNING under workerID at the outcome's
 	// attempt. planTag is appended to the statement where the store has
@@ -191,6 +194,11 @@ const (
 	// featEmbedded: an embedded database file: opened from a DSN, it
 	// migrates itself unless told otherwise.
 	featEmbedded
+	// featClaimTurns: large claims of concurrent workers take turns on a
+	// lock held for the claim's transaction (claimTurn) rather than all
+	// walking the head of the claim index at once and skipping each
+	// other's locked rows (see Backend.claim).
+	featClaimTurns
 	// featSerialScans: a statement runs on one thread of the process, and
 	// several connections read at once (WAL): a large count is split over
 	// connections to use more cores (Stats).

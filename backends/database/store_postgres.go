@@ -22,7 +22,7 @@ type pgStore struct {
 
 // pgFeatures are PostgreSQL's features whatever the driver; the pgx stdlib
 // driver adds featCopy and featListen.
-const pgFeatures = featNotify | featPlanGenerations | featAdvisoryLock
+const pgFeatures = featNotify | featPlanGenerations | featAdvisoryLock | featClaimTurns
 
 func newPGStore(cfg storeConfig) *pgStore {
 	s := &pgStore{storeConfig: cfg, feats: pgFeatures,
@@ -105,6 +105,28 @@ func (s *pgStore) claim(ctx context.Context, q querier, query string, at time.Ti
 		return nil, err
 	}
 	return scanWorkerRows(rows, s.log, s.backend(), "claimed")
+}
+
+// claimTurnClass is the first key of the claim-turn advisory locks (the
+// second is a hash of the schema and the backend's name, so that the
+// backends of other schemas in the database take turns of their own):
+// "gtks", apart from the one-key locks of the migrations.
+const claimTurnClass = 0x67746b73
+
+// claimTurnSQL takes the claim turn: $1 claimTurnClass, $2 the backend.
+const claimTurnSQL = "SELECT pg_advisory_xact_lock($1, " + claimTurnKey + ")"
+
+// claimTurnKey is the second key of the claim turn ($2 the backend).
+const claimTurnKey = "hashtext(current_schema() || '.' || $2)"
+
+// claimTurn takes the backend's claim turn: a transaction-scoped advisory
+// lock, waited for at most claimTurnWait (then SQLSTATE 55P03).
+func (s *pgStore) claimTurn(ctx context.Context, tx querier) error {
+	if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '"+claimTurnWait+"'"); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, claimTurnSQL, claimTurnClass, s.backend())
+	return err
 }
 
 // pgComplete records outcomes and notifies result waiters of finished ones

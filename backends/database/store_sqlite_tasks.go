@@ -170,6 +170,11 @@ func (s *sqliteStore) advisoryLock(context.Context, *sql.Conn, int64) (func(cont
 	return nil, fmt.Errorf("advisory lock: %w", errUnsupported)
 }
 
+// claimTurn: SQLite has one writer at a time already (no featClaimTurns).
+func (s *sqliteStore) claimTurn(context.Context, querier) error {
+	return fmt.Errorf("claim turn: %w", errUnsupported)
+}
+
 // listen: SQLite has no notifications across processes (no featListen).
 func (s *sqliteStore) listen(context.Context, listener) error {
 	return fmt.Errorf("listen: %w", errUnsupported)

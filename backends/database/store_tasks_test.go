@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -277,5 +278,107 @@ var storeTaskCases = []storeCase{
 			t.Fatalf("lock after unlock: %v", err)
 		}
 		unlock2(fx.ctx)
+	}},
+	{"ClaimTurn", func(t *testing.T, fx *storeFixture) {
+		begin := func() *sql.Tx {
+			t.Helper()
+			tx, err := fx.db.BeginTx(fx.ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = tx.Rollback() })
+			return tx
+		}
+		tx1 := begin()
+		err := fx.st.claimTurn(fx.ctx, tx1)
+		if !fx.has(featClaimTurns) {
+			if err == nil {
+				t.Error("claimTurn without featClaimTurns succeeded")
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A second transaction waits claimTurnWait, then gives up with
+		// lock_not_available.
+		tx2 := begin()
+		if err := fx.st.claimTurn(fx.ctx, tx2); !lockTimedOut(err) {
+			t.Fatalf("claimTurn while another transaction holds it: %v, want lock_not_available (55P03)", err)
+		}
+		// The turn ends with its transaction.
+		if err := tx1.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := fx.st.claimTurn(fx.ctx, begin()); err != nil {
+			t.Fatalf("claimTurn after the holder committed: %v", err)
+		}
+	}},
+	{"ClaimTurnBackend", func(t *testing.T, fx *storeFixture) {
+		if !fx.has(featClaimTurns) {
+			t.Skip("no claim turns on this dialect")
+		}
+		// A claim whose turn does not come within claimTurnWait claims
+		// beside the holder: a stuck turn never stops the worker.
+		rs := fx.add(make([]func(*tasks.RawResult), claimTurnMin)...)
+		tx, err := fx.db.BeginTx(fx.ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		if err := fx.st.claimTurn(fx.ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := fx.b.claim(fx.ctx, fx.b.store.claimQuery(nil, nil), claimTurnMin, "w1", nil, nil)
+		if err != nil {
+			t.Fatalf("claim while the turn is held: %v", err)
+		}
+		if len(got) != len(rs) {
+			t.Fatalf("claimed %d rows while the turn is held, want %d", len(got), len(rs))
+		}
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		// In turn: the claim waits for the holder, then claims.
+		fx.add(make([]func(*tasks.RawResult), claimTurnMin)...)
+		tx2, err := fx.db.BeginTx(fx.ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx2.Rollback() }()
+		if err := fx.st.claimTurn(fx.ctx, tx2); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan int, 1)
+		go func() {
+			rows, err := fx.b.claim(fx.ctx, fx.b.store.claimQuery(nil, nil), claimTurnMin, "w2", nil, nil)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- len(rows)
+		}()
+		// Wait until the claim waits for its turn (well within claimTurnWait).
+		deadline := time.Now().Add(900 * time.Millisecond)
+		for {
+			var waiting int
+			if err := fx.db.QueryRowContext(fx.ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+				AND NOT granted AND classid::bigint = $1 AND objid::bigint = (`+claimTurnKey+`)::bigint & 4294967295`,
+				claimTurnClass, storeBackendName).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if waiting > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the claim did not wait for its turn")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := tx2.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if n := <-done; n != claimTurnMin {
+			t.Errorf("claimed %d rows after the holder committed, want %d", n, claimTurnMin)
+		}
 	}},
 }
