@@ -60,6 +60,9 @@ type fetcher struct {
 	// then also claims again as its tasks finish, since room in a limited
 	// queue frees only then.
 	flowOn bool
+	// backlog: the latest claim took as many rows as it asked for (more
+	// may be due); the next claim takes its turn (Backend.claim).
+	backlog bool
 }
 
 func newFetcher(b *Backend, cfg WorkerConfig, log *slog.Logger, t *tally, exec *executor, onEmpty func()) *fetcher {
@@ -152,7 +155,8 @@ func (f *fetcher) loop(ctx context.Context, wake <-chan struct{}) {
 		if !f.startClaimed(ctx, rows) {
 			return
 		}
-		if len(rows) == limit {
+		f.backlog = len(rows) == limit
+		if f.backlog {
 			continue // maybe more due
 		}
 		if f.cfg.ExitWhenEmpty && len(rows) == 0 && idle {

@@ -18,7 +18,7 @@ func (f *fetcher) claimRound(ctx context.Context, planTag string, limit int) ([]
 	}
 	f.flowOn = global || local != nil
 	if !f.flowOn {
-		return f.b.claim(ctx, f.query+planTag, limit, f.cfg.WorkerID, f.cfg.Queues, f.cfg.ExcludeQueues)
+		return f.b.claim(ctx, f.query+planTag, limit, f.cfg.WorkerID, f.cfg.Queues, f.cfg.ExcludeQueues, f.backlog)
 	}
 	rows, err := f.b.claimFlow(ctx, planTag, limit, f.cfg.WorkerID, f.cfg.Queues, f.cfg.ExcludeQueues, local, global)
 	if err != nil || local == nil {

@@ -329,7 +329,7 @@ var storeTaskCases = []storeCase{
 		if err := fx.st.claimTurn(fx.ctx, tx); err != nil {
 			t.Fatal(err)
 		}
-		got, err := fx.b.claim(fx.ctx, fx.b.store.claimQuery(nil, nil), claimTurnMin, "w1", nil, nil)
+		got, err := fx.b.claim(fx.ctx, fx.b.store.claimQuery(nil, nil), claimTurnMin, "w1", nil, nil, true)
 		if err != nil {
 			t.Fatalf("claim while the turn is held: %v", err)
 		}
@@ -351,7 +351,7 @@ var storeTaskCases = []storeCase{
 		}
 		done := make(chan int, 1)
 		go func() {
-			rows, err := fx.b.claim(fx.ctx, fx.b.store.claimQuery(nil, nil), claimTurnMin, "w2", nil, nil)
+			rows, err := fx.b.claim(fx.ctx, fx.b.store.claimQuery(nil, nil), claimTurnMin, "w2", nil, nil, true)
 			if err != nil {
 				t.Error(err)
 			}

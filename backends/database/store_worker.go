@@ -25,8 +25,8 @@ func (b *Backend) claimQuery(include, exclude []string) string {
 // them in claim order. query is claimQuery's statement (with the worker's
 // plan tag). A row with a column that cannot be read is returned with bad
 // set: the worker fails it alone.
-func (b *Backend) claim(ctx context.Context, query string, limit int, workerID string, include, exclude []string) ([]*row, error) {
-	if limit >= claimTurnMin && b.has(featClaimTurns) {
+func (b *Backend) claim(ctx context.Context, query string, limit int, workerID string, include, exclude []string, inTurn bool) ([]*row, error) {
+	if inTurn && limit >= claimTurnMin && b.has(featClaimTurns) {
 		rows, err := b.claimInTurn(ctx, query, limit, workerID, include, exclude)
 		if err == nil || !errors.Is(err, errNoClaimTurn) {
 			return rows, err
@@ -50,10 +50,11 @@ func (b *Backend) claim(ctx context.Context, query string, limit int, workerID s
 // large batches at once do not each walk the head of the claim index and
 // skip the rows the others hold locked (FOR UPDATE SKIP LOCKED): eight
 // worker processes draining one queue spent about a third more database
-// CPU per task that way (docs/performance.md, issue 17). A turn costs three
-// more round trips (BEGIN, the lock, COMMIT), nothing next to a large
-// claim's work; small claims, an idle worker's wake-ups among them, go
-// straight on.
+// CPU per task that way (docs/performance.md, issue 17). A turn costs four
+// more round trips (BEGIN, the lock timeout, the lock, COMMIT), nothing
+// next to a large claim's work but a fifth of a millisecond on an idle
+// worker's wake-up; so only claims of a worker with a backlog take turns
+// (inTurn: its previous claim was full), and small ones never.
 const claimTurnMin = 64
 
 // claimTurnWait bounds the wait for a claim turn (lock_timeout): a claim

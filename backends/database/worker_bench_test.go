@@ -72,7 +72,7 @@ func (c *wbClaimer) claim(timed bool) []*row {
 			c.b.StartTimer()
 		}
 	}
-	rows, err := c.be.claim(context.Background(), c.query, wbBatch, "bench-worker", nil, nil)
+	rows, err := c.be.claim(context.Background(), c.query, wbBatch, "bench-worker", nil, nil, false)
 	if err != nil {
 		c.b.Fatal(err)
 	}

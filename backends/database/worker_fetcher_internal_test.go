@@ -184,7 +184,7 @@ func TestFetcherInternals(t *testing.T) {
 			}
 			claim := func() *row {
 				t.Helper()
-				rows, err := be.claim(ctx, w.fetcher.query, 10, "w1", nil, nil)
+				rows, err := be.claim(ctx, w.fetcher.query, 10, "w1", nil, nil, false)
 				if err != nil || len(rows) != 1 {
 					t.Fatalf("claim: %d rows, %v; want 1", len(rows), err)
 				}
@@ -248,7 +248,7 @@ func claimWithBusySlot(t *testing.T, be *Backend) (*Worker, []*row) {
 		t.Fatal(err)
 	}
 	w.exec.slots <- struct{}{}
-	rows, err := be.claim(context.Background(), w.fetcher.query, 10, "w1", nil, nil)
+	rows, err := be.claim(context.Background(), w.fetcher.query, 10, "w1", nil, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
