@@ -48,11 +48,11 @@ func BenchmarkFlowClaim(b *testing.B) {
 					)
 					switch mode {
 					case "plain":
-						rows, err = be.claim(ctx, query, wbBatch, "bench-worker", nil, nil, true)
+						rows, err = be.claim(ctx, query, wbBatch, "bench-worker", nil, nil, false)
 					case "probed":
 						var on bool
 						if on, err = be.flowActive(ctx); err == nil && !on {
-							rows, err = be.claim(ctx, query, wbBatch, "bench-worker", nil, nil, true)
+							rows, err = be.claim(ctx, query, wbBatch, "bench-worker", nil, nil, false)
 						}
 					case "limited":
 						rows, err = be.claimFlow(ctx, "", wbBatch, "bench-worker", nil, nil, nil, true)

@@ -113,8 +113,17 @@ func (s *pgStore) claim(ctx context.Context, q querier, query string, at time.Ti
 // "gtks", apart from the one-key locks of the migrations.
 const claimTurnClass = 0x67746b73
 
-// claimTurnSQL takes the claim turn: $1 claimTurnClass, $2 the backend.
-const claimTurnSQL = "SELECT pg_advisory_xact_lock($1, " + claimTurnKey + ")"
+// claimTurnSQL takes the claim turn in one statement: it sets
+// lock_timeout to $3 for the wait, takes the transaction-scoped lock
+// ($1 claimTurnClass, $2 the backend), and puts lock_timeout back as it was,
+// so that the claim statement after it waits for row locks as any claim
+// does. Each level reads the row of the one inside it, and subqueries with
+// volatile functions (or OFFSET 0) are never merged into their parent, so
+// the steps run in this order.
+const claimTurnSQL = `SELECT set_config('lock_timeout', old, true) FROM (
+	SELECT old, pg_advisory_xact_lock($1, ` + claimTurnKey + `) FROM (
+		SELECT old, set_config('lock_timeout', $3, true) FROM (
+			SELECT current_setting('lock_timeout') AS old OFFSET 0) a OFFSET 0) b OFFSET 0) c`
 
 // claimTurnKey is the second key of the claim turn ($2 the backend).
 const claimTurnKey = "hashtext(current_schema() || '.' || $2)"
@@ -122,10 +131,7 @@ const claimTurnKey = "hashtext(current_schema() || '.' || $2)"
 // claimTurn takes the backend's claim turn: a transaction-scoped advisory
 // lock, waited for at most claimTurnWait (then SQLSTATE 55P03).
 func (s *pgStore) claimTurn(ctx context.Context, tx querier) error {
-	if _, err := tx.ExecContext(ctx, "SET LOCAL lock_timeout = '"+claimTurnWait+"'"); err != nil {
-		return err
-	}
-	_, err := tx.ExecContext(ctx, claimTurnSQL, claimTurnClass, s.backend())
+	_, err := tx.ExecContext(ctx, claimTurnSQL, claimTurnClass, s.backend(), claimTurnWait)
 	return err
 }
 

@@ -300,6 +300,15 @@ var storeTaskCases = []storeCase{
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The claim after the turn waits for row locks as before: the
+		// turn's lock_timeout is put back.
+		var lt string
+		if err := tx1.QueryRowContext(fx.ctx, "SHOW lock_timeout").Scan(&lt); err != nil {
+			t.Fatal(err)
+		}
+		if lt != "0" {
+			t.Errorf("lock_timeout after claimTurn = %q, want the session's %q", lt, "0")
+		}
 		// A second transaction waits claimTurnWait, then gives up with
 		// lock_not_available.
 		tx2 := begin()
@@ -350,6 +359,12 @@ var storeTaskCases = []storeCase{
 			t.Fatal(err)
 		}
 		done := make(chan int, 1)
+		defer func() {
+			select { // never let the claim outlive the test
+			case <-done:
+			case <-time.After(10 * time.Second):
+			}
+		}()
 		go func() {
 			rows, err := fx.b.claim(fx.ctx, fx.b.store.claimQuery(nil, nil), claimTurnMin, "w2", nil, nil, true)
 			if err != nil {
@@ -377,8 +392,15 @@ var storeTaskCases = []storeCase{
 		if err := tx2.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		if n := <-done; n != claimTurnMin {
+		committed := time.Now()
+		n := <-done
+		done <- n // for the deferred wait
+		if n != claimTurnMin {
 			t.Errorf("claimed %d rows after the holder committed, want %d", n, claimTurnMin)
+		}
+		// In turn, not after giving up on it.
+		if d := time.Since(committed); d > 500*time.Millisecond {
+			t.Errorf("the claim returned %v after the holder committed; it should have had its turn at once", d)
 		}
 	}},
 }
