@@ -24,6 +24,11 @@ import (
 // real binary ignores it.
 const childEnv = "GOTASKS_TASKBENCH_CHILD"
 
+// childDSNEnv passes the run's DSN to a worker child through its
+// environment rather than its command line, which every local user can
+// read in /proc (the DSN may hold a password).
+const childDSNEnv = "GOTASKS_TASKBENCH_CHILD_DSN"
+
 // The protocol between the parent and a worker child, one line each: the
 // child opens its backend and builds its worker, prints childReady on
 // stdout, waits for childGo on stdin, runs (ExitWhenEmpty), prints its
@@ -81,7 +86,11 @@ func workerChild(ctx context.Context, o *options, stdin io.Reader, stdout, stder
 	defer cancel() // stops readLines's sends
 	lines := readLines(ctx, stdin)
 	log := quietLogger(stderr)
-	b, err := database.Open(ctx, o.database, database.WithAutoMigrate(true), database.WithName(backendName),
+	dsn := o.database
+	if d := os.Getenv(childDSNEnv); d != "" {
+		dsn = d
+	}
+	b, err := database.Open(ctx, dsn, database.WithAutoMigrate(true), database.WithName(backendName),
 		database.WithLogger(log))
 	if err != nil {
 		return err
@@ -392,7 +401,7 @@ func (bn *bench) startChild(ctx context.Context, f *fresh, k, n, expect int, cpu
 		exe = os.Args[0]
 	}
 	o := bn.o
-	args := []string{"--mode", childMode, "--database", f.dsn,
+	args := []string{"--mode", childMode,
 		"--concurrency", strconv.Itoa(o.concurrency), "--batch-size", strconv.Itoa(o.batchSize),
 		"--poll-interval", o.poll.String(), "--timeout", o.timeout.String()}
 	if n == 1 {
@@ -405,7 +414,7 @@ func (bn *bench) startChild(ctx context.Context, f *fresh, k, n, expect int, cpu
 		args = append(args, "--memprofile", memprofile)
 	}
 	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(os.Environ(), childEnv+"=1", childDSNEnv+"="+f.dsn)
 	cmd.Stderr = bn.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

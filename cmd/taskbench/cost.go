@@ -28,14 +28,16 @@ type procKey struct {
 	start uint64
 }
 
-// postgresCPU returns, for every process on this machine whose command
-// name is "postgres", its CPU time in clock ticks: user + system time
+// postgresCPU returns, for the postmaster pid and every process on this
+// machine whose command name is "postgres" and whose parent it is (the
+// server's backends and background processes; 0: every "postgres"
+// process), its CPU time in clock ticks: user + system time
 // (fields 14 and 15 of /proc/PID/stat) plus that of its children it has
 // waited for (fields 16 and 17; see costMeter). The command name is read
 // from the stat line, whose field 2 is the same value as /proc/PID/comm
 // (PostgreSQL's process titles change the command line, not that name).
 // It returns an empty map when /proc cannot be read (off Linux).
-func postgresCPU() map[procKey]int64 {
+func postgresCPU(postmaster int) map[procKey]int64 {
 	out := map[procKey]int64{}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
@@ -51,7 +53,7 @@ func postgresCPU() map[procKey]int64 {
 			continue // gone meanwhile, or not readable
 		}
 		k, ticks, ok := parseStat(pid, data)
-		if ok {
+		if ok && (postmaster == 0 || pid == postmaster || statPPID(data) == postmaster) {
 			out[k] = ticks
 		}
 	}
@@ -84,6 +86,45 @@ func parseStat(pid int, data []byte) (procKey, int64, bool) {
 	return procKey{pid: pid, start: start}, ticks, true
 }
 
+// statPPID returns the parent pid of a /proc/PID/stat line (field 4), or
+// -1.
+func statPPID(data []byte) int {
+	closing := bytes.LastIndexByte(data, ')')
+	if closing < 0 {
+		return -1
+	}
+	f := strings.Fields(string(data[closing+1:])) // f[0] is field 3 (state)
+	if len(f) < 2 {
+		return -1
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return -1
+	}
+	return ppid
+}
+
+// serverPostmaster returns the pid of the postmaster of the server admin
+// is connected to when that server runs on this machine: the parent of
+// the admin connection's backend, found in /proc as a "postgres" process.
+// ok is false for a server elsewhere (or in another pid namespace, where
+// the backend's pid means nothing here).
+func serverPostmaster(ctx context.Context, admin *sql.DB) (int, bool, error) {
+	var pid int
+	if err := admin.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		return 0, false, fmt.Errorf("read the backend pid: %w", err)
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false, nil
+	}
+	if _, _, ok := parseStat(pid, data); !ok {
+		return 0, false, nil // another process with that pid: not our server
+	}
+	ppid := statPPID(data)
+	return ppid, ppid > 0, nil
+}
+
 // dbCPU is the CPU time the postgres processes used between two readings
 // of postgresCPU: the sum at the second minus the sum at the first. A
 // process present at both counts its delta, and one that appeared in
@@ -109,7 +150,8 @@ func dbCPU(before, after map[procKey]int64) time.Duration {
 // costMeter measures what a stretch of work costs the PostgreSQL server on
 // this machine: the CPU time of its processes (dbCPU) and the WAL it wrote.
 type costMeter struct {
-	admin *sql.DB
+	admin      *sql.DB
+	postmaster int // the server's postmaster pid
 	cpu0  map[procKey]int64
 	lsn0  string
 }
@@ -128,12 +170,16 @@ func (bn *bench) startCost(ctx context.Context) (*costMeter, error) {
 	if bn.t.dialect != database.Postgres {
 		return nil, nil
 	}
-	cpu := postgresCPU()
-	if len(cpu) == 0 {
-		bn.logf("  cost per task: skipped (no postgres process in /proc: the server is not on this machine)")
+	pm, ok, err := serverPostmaster(ctx, bn.t.admin)
+	if err != nil {
+		return nil, err
+	}
+	cpu := postgresCPU(pm)
+	if !ok || len(cpu) == 0 {
+		bn.logf("  cost per task: skipped (the server's backend is not a process of this machine)")
 		return nil, nil
 	}
-	m := &costMeter{admin: bn.t.admin, cpu0: cpu}
+	m := &costMeter{admin: bn.t.admin, postmaster: pm, cpu0: cpu}
 	if err := bn.t.admin.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&m.lsn0); err != nil {
 		return nil, fmt.Errorf("read the WAL position: %w", err)
 	}
@@ -147,7 +193,7 @@ func (m *costMeter) stop(ctx context.Context) (cost, error) {
 		m.lsn0).Scan(&c.wal); err != nil {
 		return c, fmt.Errorf("read the WAL position: %w", err)
 	}
-	cpu := postgresCPU()
+	cpu := postgresCPU(m.postmaster)
 	if len(cpu) == 0 {
 		return c, errors.New("the postgres processes vanished from /proc during the measurement")
 	}

@@ -341,7 +341,7 @@ func TestFloorNeedsPostgres(t *testing.T) {
 
 func TestCostPostgres(t *testing.T) {
 	dbtest.RequirePostgres(t)
-	local := len(postgresCPU()) > 0
+	local := len(postgresCPU(0)) > 0
 	modes := "burndown,floor"
 	if _, err := exec.LookPath("pgbench"); err != nil {
 		t.Logf("pgbench not in PATH: floor not tested (%v)", err)
