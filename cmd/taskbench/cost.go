@@ -152,8 +152,8 @@ func dbCPU(before, after map[procKey]int64) time.Duration {
 type costMeter struct {
 	admin      *sql.DB
 	postmaster int // the server's postmaster pid
-	cpu0  map[procKey]int64
-	lsn0  string
+	cpu0       map[procKey]int64
+	lsn0       string
 }
 
 // cost is what a costMeter measured.
