@@ -51,11 +51,12 @@ func (b *Backend) claim(ctx context.Context, query string, limit int, workerID s
 // skip the rows the others hold locked (FOR UPDATE SKIP LOCKED): eight
 // worker processes draining one queue spent about a third more database
 // CPU per task that way (docs/performance.md, issue 17). A turn costs three
-// more round trips (BEGIN, the lock, COMMIT), nothing
-// next to a large claim's work but a fifth of a millisecond on an idle
-// worker's wake-up; so only claims of a worker with a backlog take turns
-// (inTurn: its previous claim was full), and small ones never.
-const claimTurnMin = 64
+// more round trips (BEGIN, the lock, COMMIT): nothing next to the work of a
+// claim of 1,000 rows (the default batch), but a fifth of a millisecond on
+// an idle worker's wake-up and a few per cent of a claim of 100. So only
+// large claims of a worker with a backlog (inTurn: its previous claim was
+// full) take turns; smaller claims skip fewer of the others' rows anyway.
+const claimTurnMin = 256
 
 // claimTurnWait bounds the wait for a claim turn (lock_timeout): a claim
 // takes milliseconds; one that waits longer claims beside the others.

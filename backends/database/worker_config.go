@@ -23,9 +23,11 @@ const (
 	// a worker of 100 spends its time waiting for claims of 100 rows, one
 	// round trip and one WAL flush each, and drains a third slower than one
 	// of 1,000 (docs/performance.md, issue 17). A worker of 1,000 no-op
-	// tasks peaks at about 30 MiB. Set Concurrency (or --concurrency) lower
-	// for tasks that each hold a scarce resource, or cap single queues with
-	// QueueConcurrency.
+	// tasks peaks at about 30 MiB; memory grows with the tasks' arguments
+	// and results (docs/worker.md says what the change from 100 means).
+	// Set Concurrency (or --concurrency) lower for long tasks spread over
+	// several workers and for tasks that each hold a scarce resource, or
+	// cap single queues with QueueConcurrency.
 	DefaultConcurrency       = 1000
 	DefaultPollInterval      = time.Second
 	DefaultHeartbeatInterval = 5 * time.Second
