@@ -186,6 +186,17 @@ func (bn *bench) withFresh(ctx context.Context, fn func(f *fresh) error) error {
 	return err
 }
 
+// fillLogged fills the backlog with n tasks (fill) and says how fast.
+func (bn *bench) fillLogged(ctx context.Context, n int) error {
+	d, err := fill(ctx, n)
+	if err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	bn.logf("  enqueued %d tasks with EnqueueMany(%d) in %v (%.0f tasks/s)", n, min(n, enqueueChunk),
+		d.Round(time.Millisecond), perSecond(int64(n), d))
+	return nil
+}
+
 // fill enqueues n no-op tasks with EnqueueMany in chunks of enqueueChunk
 // through the registered backend and returns the time it took.
 func fill(ctx context.Context, n int) (time.Duration, error) {
@@ -238,12 +249,9 @@ func (bn *bench) burndown(ctx context.Context, f *fresh, run int) error {
 		return err
 	}
 	n := bn.o.tasks
-	d, err := fill(ctx, n)
-	if err != nil {
-		return fmt.Errorf("enqueue: %w", err)
+	if err := bn.fillLogged(ctx, n); err != nil {
+		return err
 	}
-	bn.logf("  enqueued %d tasks with EnqueueMany(%d) in %v (%.0f tasks/s)", n, min(n, enqueueChunk),
-		d.Round(time.Millisecond), perSecond(int64(n), d))
 	nw := bn.o.workers
 	prof, mprof := bn.profilePath(bn.o.cpuprofile, run), bn.profilePath(bn.o.memprofile, run)
 	var (

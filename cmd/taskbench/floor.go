@@ -51,12 +51,9 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 	defer b.Close()
 	defer tasks.RegisterBackend(b)()
 	n := bn.o.tasks
-	d, err := fill(ctx, n)
-	if err != nil {
-		return fmt.Errorf("enqueue: %w", err)
+	if err := bn.fillLogged(ctx, n); err != nil {
+		return err
 	}
-	bn.logf("  enqueued %d tasks with EnqueueMany(%d) in %v (%.0f tasks/s)", n, min(n, enqueueChunk),
-		d.Round(time.Millisecond), perSecond(int64(n), d))
 
 	dir, err := os.MkdirTemp("", "taskbench-floor-")
 	if err != nil {
