@@ -8,9 +8,15 @@ import (
 
 // hub delivers wake-ups to this process's workers and completion notices
 // to result waiters. Without featNotify (SQLite) they come from this
-// process only; with it (PostgreSQL) a listener connection (store.listen:
-// LISTEN gotasks_wake, gotasks_done) brings those of every process, started
-// when the first worker or waiter subscribes and stopped by Backend.Close.
+// process only; with it (PostgreSQL) listener connections (store.listen)
+// bring those of every process: LISTEN gotasks_wake, started when the
+// first worker subscribes, and LISTEN gotasks_done, started when the first
+// result waiter does; both are stopped by Backend.Close.
+//
+// The two are apart so that a worker process, which waits for no result,
+// does not receive a notice of every finished task of every worker: with
+// eight worker processes that delivery cost the database and the workers
+// about a fifth of a burn-down's throughput (docs/performance.md, issue 17).
 type hub struct {
 	b *Backend
 
@@ -19,13 +25,18 @@ type hub struct {
 	wakers  map[int]chan struct{}
 	waiters map[string]map[int]chan struct{}
 
-	listenOnce sync.Once
-	cancel     context.CancelFunc
-	done       chan struct{}
-	// connected is closed when the listener first listens (tests, latency
-	// benchmarks).
+	wakeL, doneL hubListener
+	// connected is closed when the wake-up listener first listens (tests,
+	// latency benchmarks).
 	connected     chan struct{}
 	connectedOnce sync.Once
+}
+
+// hubListener is one listener connection's goroutine (hub.listen).
+type hubListener struct {
+	once   sync.Once
+	cancel context.CancelFunc // guarded by hub.mu
+	done   chan struct{}      // guarded by hub.mu; closed when listen returns
 }
 
 func newHub(b *Backend) *hub {
@@ -35,7 +46,7 @@ func newHub(b *Backend) *hub {
 
 // subscribeWake returns a channel that receives (coalesced) wake-ups.
 func (h *hub) subscribeWake() (<-chan struct{}, func()) {
-	h.startListener()
+	h.startListener(&h.wakeL)
 	ch := make(chan struct{}, 1)
 	h.mu.Lock()
 	h.nextID++
@@ -63,7 +74,7 @@ func (h *hub) wake() {
 
 // waitFor returns a channel signalled when result id may have finished.
 func (h *hub) waitFor(id string) (<-chan struct{}, func()) {
-	h.startListener()
+	h.startListener(&h.doneL)
 	ch := make(chan struct{}, 1)
 	h.mu.Lock()
 	h.nextID++
@@ -107,10 +118,9 @@ func (h *hub) finished(ids ...string) {
 	}
 }
 
-// wakeAll signals every worker and waiter (after the listener reconnects,
-// when notifications may have been missed).
-func (h *hub) wakeAll() {
-	h.wake()
+// wakeWaiters signals every result waiter (after the listener
+// reconnects, when notifications may have been missed).
+func (h *hub) wakeWaiters() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, ws := range h.waiters {
@@ -123,11 +133,12 @@ func (h *hub) wakeAll() {
 	}
 }
 
-func (h *hub) startListener() {
+// startListener starts l's goroutine, once.
+func (h *hub) startListener(l *hubListener) {
 	if !h.b.has(featNotify) {
 		return // nothing comes from other processes: in-process signals only
 	}
-	h.listenOnce.Do(func() {
+	l.once.Do(func() {
 		if !h.b.has(featListen) {
 			h.b.log.Info("gotasks: LISTEN/NOTIFY needs the pgx stdlib driver; workers and waiters will poll",
 				"backend", h.b.Name())
@@ -135,29 +146,31 @@ func (h *hub) startListener() {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		h.mu.Lock()
-		h.cancel, h.done = cancel, make(chan struct{})
+		l.cancel, l.done = cancel, make(chan struct{})
 		h.mu.Unlock()
-		go h.listen(ctx)
+		go h.listen(ctx, l)
 	})
 }
 
 func (h *hub) close() {
-	h.mu.Lock()
-	cancel, done := h.cancel, h.done
-	h.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
+	for _, l := range []*hubListener{&h.wakeL, &h.doneL} {
+		h.mu.Lock()
+		cancel, done := l.cancel, l.done
+		h.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			<-done
+		}
 	}
 }
 
 // listen keeps a LISTEN connection open until ctx is done, reconnecting
 // with backoff when it is lost.
-func (h *hub) listen(ctx context.Context) {
-	defer close(h.done)
+func (h *hub) listen(ctx context.Context, l *hubListener) {
+	defer close(l.done)
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := h.listenOnceConn(ctx)
+		err := h.listenOnceConn(ctx, l == &h.wakeL)
 		if ctx.Err() != nil {
 			return
 		}
@@ -172,14 +185,20 @@ func (h *hub) listen(ctx context.Context) {
 	}
 }
 
-// listenOnceConn listens on one connection until it fails or ctx is done.
-func (h *hub) listenOnceConn(ctx context.Context) error {
+// listenOnceConn listens on one connection until it fails or ctx is done:
+// for wake-ups (wakes) or for finished results.
+func (h *hub) listenOnceConn(ctx context.Context, wakes bool) error {
+	if wakes {
+		return h.b.store.listen(ctx, listener{
+			listening: func() {
+				h.connectedOnce.Do(func() { close(h.connected) })
+				h.wake() // anything sent while we were not listening
+			},
+			wake: h.wake,
+		})
+	}
 	return h.b.store.listen(ctx, listener{
-		listening: func() {
-			h.connectedOnce.Do(func() { close(h.connected) })
-			h.wakeAll() // anything sent while we were not listening
-		},
-		wake:     h.wake,
-		finished: func(ids []string) { h.finished(ids...) },
+		listening: h.wakeWaiters, // anything sent while we were not listening
+		finished:  func(ids []string) { h.finished(ids...) },
 	})
 }

@@ -158,8 +158,8 @@ type store interface {
 // listener receives what a store's listen brings.
 type listener struct {
 	listening func()             // the connection listens now
-	wake      func()             // due tasks were enqueued for this backend
-	finished  func(ids []string) // these results finished
+	wake      func()             // due tasks were enqueued for this backend (nil: not listened for)
+	finished  func(ids []string) // these results finished (nil: not listened for)
 }
 
 // feature is a set of capabilities of a store's database. Code outside the

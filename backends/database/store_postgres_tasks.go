@@ -287,7 +287,14 @@ func (s *pgStore) listen(ctx context.Context, l listener) error {
 			return errors.New("gotasks: LISTEN needs the pgx stdlib driver")
 		}
 		pc := sc.Conn()
-		if _, err := pc.Exec(ctx, "LISTEN "+wakeChannel+"; LISTEN "+doneChannel); err != nil {
+		var stmts []string
+		if l.wake != nil {
+			stmts = append(stmts, "LISTEN "+wakeChannel)
+		}
+		if l.finished != nil {
+			stmts = append(stmts, "LISTEN "+doneChannel)
+		}
+		if _, err := pc.Exec(ctx, strings.Join(stmts, "; ")); err != nil {
 			return err
 		}
 		l.listening()
@@ -298,12 +305,12 @@ func (s *pgStore) listen(ctx context.Context, l listener) error {
 				// The connection is still LISTENing: never return it to the pool.
 				return errors.Join(err, driver.ErrBadConn)
 			}
-			switch n.Channel {
-			case wakeChannel:
+			switch {
+			case n.Channel == wakeChannel && l.wake != nil:
 				if n.Payload == backend {
 					l.wake()
 				}
-			case doneChannel:
+			case n.Channel == doneChannel && l.finished != nil:
 				l.finished(strings.Split(n.Payload, ","))
 			}
 		}
