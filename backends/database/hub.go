@@ -34,6 +34,7 @@ type hub struct {
 
 // hubListener is one listener connection's goroutine (hub.listen).
 type hubListener struct {
+	wakes  bool // read-only: listens for wake-ups, else for finished results
 	once   sync.Once
 	cancel context.CancelFunc // guarded by hub.mu
 	done   chan struct{}      // guarded by hub.mu; closed when listen returns
@@ -41,7 +42,7 @@ type hubListener struct {
 
 func newHub(b *Backend) *hub {
 	return &hub{b: b, wakers: map[int]chan struct{}{}, waiters: map[string]map[int]chan struct{}{},
-		connected: make(chan struct{})}
+		wakeL: hubListener{wakes: true}, connected: make(chan struct{})}
 }
 
 // subscribeWake returns a channel that receives (coalesced) wake-ups.
@@ -170,7 +171,7 @@ func (h *hub) listen(ctx context.Context, l *hubListener) {
 	defer close(l.done)
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := h.listenOnceConn(ctx, l == &h.wakeL)
+		err := h.listenOnceConn(ctx, l.wakes)
 		if ctx.Err() != nil {
 			return
 		}

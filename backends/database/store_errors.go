@@ -17,8 +17,6 @@ import (
 const (
 	sqlstateUndefinedTable  = "42P01"
 	sqlstateUndefinedColumn = "42703"
-	// lock_not_available (class 55): a lock wait ran past lock_timeout.
-	sqlstateLockNotAvailable = "55P03"
 )
 
 // pgCode returns the SQLSTATE of a PostgreSQL error, or "".
@@ -55,10 +53,6 @@ func schemaMissing(err error) bool {
 	}
 	return sqliteCode(err) == sqlite3.SQLITE_ERROR
 }
-
-// lockTimedOut reports PostgreSQL's lock_not_available: a lock was not
-// granted within lock_timeout.
-func lockTimedOut(err error) bool { return pgCode(err) == sqlstateLockNotAvailable }
 
 // busy reports SQLite's SQLITE_BUSY: another connection holds a lock that
 // this one needs.

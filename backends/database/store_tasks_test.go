@@ -280,6 +280,9 @@ var storeTaskCases = []storeCase{
 		unlock2(fx.ctx)
 	}},
 	{"ClaimTurn", func(t *testing.T, fx *storeFixture) {
+		// lockTimedOut reports PostgreSQL's lock_not_available (55P03): a
+		// lock was not granted within lock_timeout.
+		lockTimedOut := func(err error) bool { return pgCode(err) == "55P03" }
 		begin := func() *sql.Tx {
 			t.Helper()
 			tx, err := fx.db.BeginTx(fx.ctx, nil)

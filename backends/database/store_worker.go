@@ -31,8 +31,8 @@ func (b *Backend) claim(ctx context.Context, query string, limit int, workerID s
 		if err == nil || !errors.Is(err, errNoClaimTurn) {
 			return rows, err
 		}
-		// The turn did not come in time (a claim stuck behind a slow one):
-		// claim beside the others, skipping their locked rows.
+		// No turn (it did not come in time, or could not be taken): claim
+		// beside the others, skipping their locked rows.
 	}
 	unlock := b.writeLock()
 	defer unlock()
