@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -87,11 +88,11 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 		return fmt.Errorf("start pgbench: %w", err)
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
-	pidc := bn.watchBackendPID(wctx, appName)
+	pidc := bn.watchBackendPIDs(wctx, appName)
 	werr := cmd.Wait()
 	wall := time.Since(start)
 	stopWatch()
-	pid := <-pidc
+	pids := <-pidc
 	for line := range strings.SplitSeq(strings.TrimRight(out.String(), "\n"), "\n") {
 		bn.logf("  pgbench: %s", line)
 	}
@@ -103,7 +104,8 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 		// pgbench's backend exits after pgbench: wait until the postmaster
 		// has waited for it, so that its CPU time is in the postmaster's
 		// children's time (see dbCPU) when it is read.
-		if err := settleBackend(ctx, pid); err != nil {
+		bn.logf("  pgbench's server processes: %v", pids)
+		if err := settleBackends(ctx, pids); err != nil {
 			bn.logf("  cost per task: %v; the database CPU may miss pgbench's connection", err)
 		}
 		if c, err = meter.stop(ctx); err != nil {
@@ -131,28 +133,46 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 	return nil
 }
 
-// watchBackendPID finds the pid of the server process of the connection
-// named appName (pg_stat_activity), polling every 5 ms, and sends it on
-// the returned channel, which it closes when it found it or when ctx is
-// done (a receive then gives 0). It polls only until the connection shows
-// up, which is at pgbench's start, to add next to nothing to the server's
-// CPU.
-func (bn *bench) watchBackendPID(ctx context.Context, appName string) <-chan int {
-	pidc := make(chan int, 1)
+// watchBackendPIDs finds the server processes of the connections named
+// appName (pg_stat_activity), polling every 5 ms, and sends them on the
+// returned channel, which it closes after sending or when ctx is done (a
+// receive then gives nil). pgbench opens a short connection of its own
+// before its client's, under the same name, so one pid is not enough: the
+// watcher collects every pid it sees until one of them has been there for
+// four polls in a row (the client's, which lasts the run), and then stops
+// polling, to add next to nothing to the server's CPU.
+func (bn *bench) watchBackendPIDs(ctx context.Context, appName string) <-chan []int {
+	pidc := make(chan []int, 1)
 	go func() {
 		defer close(pidc)
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
+		seen := map[int]int{} // pid → polls in a row it was there
+		var pids []int
 		for {
-			var pid int
-			err := bn.t.admin.QueryRowContext(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`,
-				appName).Scan(&pid)
+			now, err := bn.backendPIDs(ctx, appName)
 			if err == nil {
-				pidc <- pid
-				return
+				for pid := range seen {
+					if !slices.Contains(now, pid) {
+						seen[pid] = 0
+					}
+				}
+				for _, pid := range now {
+					if _, ok := seen[pid]; !ok {
+						pids = append(pids, pid)
+					}
+					seen[pid]++
+					if seen[pid] >= 4 {
+						pidc <- pids
+						return
+					}
+				}
 			}
 			select {
 			case <-ctx.Done():
+				if len(pids) > 0 {
+					pidc <- pids
+				}
 				return
 			case <-t.C:
 			}
@@ -161,10 +181,29 @@ func (bn *bench) watchBackendPID(ctx context.Context, appName string) <-chan int
 	return pidc
 }
 
-// settleBackend waits (at most 5 s) until server process pid has ended and
-// been waited for. pid 0 (not seen) waits 200 ms instead.
-func settleBackend(ctx context.Context, pid int) error {
-	if pid == 0 {
+// backendPIDs returns the pids of the server processes of the connections
+// named appName.
+func (bn *bench) backendPIDs(ctx context.Context, appName string) ([]int, error) {
+	rows, err := bn.t.admin.QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, appName)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var pids []int
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			return nil, err
+		}
+		pids = append(pids, pid)
+	}
+	return pids, rows.Err()
+}
+
+// settleBackends waits (at most 5 s) until the server processes pids have
+// ended and been waited for. No pid (none seen) waits 200 ms instead.
+func settleBackends(ctx context.Context, pids []int) error {
+	if len(pids) == 0 {
 		select {
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
@@ -173,14 +212,16 @@ func settleBackend(ctx context.Context, pid int) error {
 		return errors.New("pgbench's connection was not seen in pg_stat_activity (waited 200 ms for it to end)")
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !processGone(pid) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pgbench's server process %d still runs 5 s after pgbench ended", pid)
-		}
-		select {
-		case <-time.After(2 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
+	for _, pid := range pids {
+		for !processGone(pid) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("pgbench's server process %d still runs 5 s after pgbench ended", pid)
+			}
+			select {
+			case <-time.After(2 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 	return nil
