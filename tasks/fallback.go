@@ -3,7 +3,6 @@ package tasks
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/gotasks/gotasks/internal/recent"
@@ -19,21 +18,14 @@ const fallbackKeep = 10000
 // default options: both run tasks through RunInline.
 type fallback struct {
 	BackendConfig
-	results *recent.Store[*RawResult]
-
-	mu sync.Mutex
-	// unique maps the unique keys of unique tasks to their latest task
-	// and its statuses.
-	unique map[string]fallbackUnique
-}
-
-type fallbackUnique struct {
-	id       string
-	statuses StatusMask
+	// results keeps the results for GetResult, and the unique keys of
+	// unique tasks, each held by its latest task while that task's result
+	// is kept.
+	results *recent.Keys[*RawResult]
 }
 
 func newFallback() *fallback {
-	return &fallback{results: recent.New[*RawResult](fallbackKeep), unique: map[string]fallbackUnique{}}
+	return &fallback{results: recent.NewKeys[*RawResult](fallbackKeep)}
 }
 
 // Capabilities implements Backend: those of the immediate backend.
@@ -50,16 +42,14 @@ func (b *fallback) Enqueue(ctx context.Context, req *EnqueueRequest) (*RawResult
 // the duplicate's result (as the immediate backend does).
 func (b *fallback) run(ctx context.Context, req *EnqueueRequest) *RawResult {
 	if req.UniqueKey != "" {
-		b.mu.Lock()
-		if e, ok := b.unique[req.UniqueKey]; ok {
-			if r, ok := b.results.Get(e.id); ok && e.statuses.Has(r.Status) {
-				b.mu.Unlock()
-				return r.Clone()
-			}
+		// Stored READY at once, in the claim, so that a concurrent enqueue
+		// sees it before RunInline stores it.
+		ready := req.NewRawResult(b.Name(), time.Now().UTC())
+		statuses := req.UniqueStatuses // not req: the key outlives the call
+		if r, dup := b.results.Claim(req.UniqueKey, req.ID, ready,
+			func(r *RawResult) bool { return statuses.Has(r.Status) }); dup {
+			return r.Clone()
 		}
-		b.unique[req.UniqueKey] = fallbackUnique{id: req.ID, statuses: req.UniqueStatuses}
-		b.store(req.NewRawResult(b.Name(), time.Now().UTC()))
-		b.mu.Unlock()
 	}
 	return RunInline(ctx, b, &b.BackendConfig, req, b.store)
 }

@@ -29,7 +29,6 @@ package immediate
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/gotasks/gotasks/internal/recent"
@@ -44,18 +43,11 @@ const DefaultKeep = 10000
 // with New.
 type Backend struct {
 	tasks.BackendConfig
-	keep    int
-	results *recent.Store[*tasks.RawResult]
-
-	mu sync.Mutex
-	// unique maps the unique keys of unique tasks to their latest task.
-	unique map[string]uniqueEntry
-}
-
-// uniqueEntry is the latest task run with a unique key and its statuses.
-type uniqueEntry struct {
-	id       string
-	statuses tasks.StatusMask
+	keep int
+	// results keeps the results for GetResult, and the unique keys of
+	// unique tasks, each held by its latest task while that task's result
+	// is kept.
+	results *recent.Keys[*tasks.RawResult]
 }
 
 var _ tasks.Backend = (*Backend)(nil)
@@ -78,11 +70,11 @@ func WithKeep(n int) Option { return func(b *Backend) { b.keep = n } }
 //
 //	b := immediate.New(immediate.WithConfig(tasks.WithName("dev")))
 func New(opts ...Option) *Backend {
-	b := &Backend{keep: DefaultKeep, unique: map[string]uniqueEntry{}}
+	b := &Backend{keep: DefaultKeep}
 	for _, o := range opts {
 		o(b)
 	}
-	b.results = recent.New[*tasks.RawResult](b.keep)
+	b.results = recent.NewKeys[*tasks.RawResult](b.keep)
 	return b
 }
 
@@ -104,18 +96,14 @@ func (b *Backend) Enqueue(ctx context.Context, req *tasks.EnqueueRequest) (*task
 // the duplicate's result.
 func (b *Backend) run(ctx context.Context, req *tasks.EnqueueRequest) *tasks.RawResult {
 	if req.UniqueKey != "" {
-		b.mu.Lock()
-		if e, ok := b.unique[req.UniqueKey]; ok {
-			if r, ok := b.results.Get(e.id); ok && e.statuses.Has(r.Status) {
-				b.mu.Unlock()
-				return r.Clone()
-			}
+		// Stored READY at once, in the claim, so that a concurrent enqueue
+		// sees it before RunInline stores it.
+		ready := req.NewRawResult(b.Name(), time.Now().UTC())
+		statuses := req.UniqueStatuses // not req: the key outlives the call
+		if r, dup := b.results.Claim(req.UniqueKey, req.ID, ready,
+			func(r *tasks.RawResult) bool { return statuses.Has(r.Status) }); dup {
+			return r.Clone()
 		}
-		b.unique[req.UniqueKey] = uniqueEntry{id: req.ID, statuses: req.UniqueStatuses}
-		// Stored READY at once, so that a concurrent enqueue sees it before
-		// RunInline stores it.
-		b.store(req.NewRawResult(b.Name(), time.Now().UTC()))
-		b.mu.Unlock()
 	}
 	return tasks.RunInline(ctx, b, &b.BackendConfig, req, b.store)
 }

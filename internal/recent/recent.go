@@ -1,7 +1,8 @@
 // Package recent keeps the most recent values by id, up to a bound: the
 // result store of the backends that run tasks as they are enqueued (the
 // immediate backend and the core's implicit default), which keep results
-// for GetResult without growing without end.
+// for GetResult without growing without end. Keys adds to a Store an index
+// of unique keys, bounded by the ids the store keeps.
 package recent
 
 import "sync"
@@ -15,6 +16,10 @@ type Store[V any] struct {
 	mu    sync.Mutex
 	m     map[string]V // guarded by mu
 	order []string     // ids, oldest first; guarded by mu
+
+	// forgot, when set, is called under mu with each id the store
+	// forgets, after its value is deleted.
+	forgot func(id string)
 }
 
 // New returns a store that keeps the keep most recently added ids; keep ≤ 0
@@ -28,12 +33,21 @@ func New[V any](keep int) *Store[V] {
 func (s *Store[V]) Put(id string, v V) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.put(id, v)
+}
+
+// put is Put with s.mu held.
+func (s *Store[V]) put(id string, v V) {
 	if _, ok := s.m[id]; !ok {
 		s.order = append(s.order, id)
 		for s.keep > 0 && len(s.order) > s.keep {
-			delete(s.m, s.order[0])
+			old := s.order[0]
+			delete(s.m, old)
 			s.order[0] = "" // let the id be collected
 			s.order = s.order[1:]
+			if s.forgot != nil {
+				s.forgot(old)
+			}
 		}
 	}
 	s.m[id] = v
