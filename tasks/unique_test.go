@@ -97,10 +97,14 @@ func TestUniqueKey(t *testing.T) {
 	}
 }
 
+// uniqueInvalidTask is defined once for the package (a second Define of a
+// name panics, so not inside a test that -count runs again).
+var uniqueInvalidTask = tasks.Define("tasks_test.unique-invalid", func(_ context.Context, a int) (int, error) { return a, nil })
+
 // TestWithUniqueInvalid: statuses without READY or RUNNING, invalid
 // statuses and bad periods are ErrInvalidTask.
 func TestWithUniqueInvalid(t *testing.T) {
-	task := tasks.Define("tasks_test.unique-invalid", func(_ context.Context, a int) (int, error) { return a, nil })
+	task := uniqueInvalidTask
 	for _, u := range []tasks.UniqueOpts{
 		{Statuses: []tasks.Status{tasks.StatusReady}},
 		{Statuses: []tasks.Status{tasks.StatusRunning, tasks.StatusSuccessful}},
