@@ -25,6 +25,69 @@ import (
 //go:embed floor.sql
 var floorScript string
 
+// floorHotScript and floorLeaseScript are floor.sql for the schemas of
+// --floor-schema hot and lease (see floorVariantDDL).
+var (
+	//go:embed floor_hot.sql
+	floorHotScript string
+	//go:embed floor_lease.sql
+	floorLeaseScript string
+)
+
+// floorSchemas are the values of --floor-schema: "" the table as the
+// migrations leave it, filled and not rewritten (the floor of the code as
+// it is); "current" the same table rewritten as the others are (VACUUM
+// FULL, ANALYZE, CHECKPOINT), to compare with them; "hot" and "lease" the
+// table changed for HOT completions (floorVariantDDL).
+var floorSchemas = []string{"", "current", "hot", "lease"}
+
+// floorVariantDDL changes the filled table of --floor-schema hot and lease
+// (schema is the run's fresh schema, a generated name). It measures what a
+// redesign for heap-only-tuple (HOT) completions would save, before anyone
+// writes one: every index but the primary key is dropped (the completion
+// changes status, finished_at and worker_id, which the RUNNING-rows,
+// finished-rows, admin and unique indexes key on or test in their
+// predicates, and any such change rules out HOT), the claim index is made
+// again on a claimable column that only claims and retries change, and the
+// table gets fillfactor 50 so that a completion finds room on its page.
+// lease also creates gotasks_lease (floor_lease.sql). What this drops is
+// what such a redesign would have to do in other ways: rescue (leases),
+// prune and the admin lists and counts (other indexes or tables), unique
+// keys (a table of their own).
+func floorVariantDDL(schema, variant string) []string {
+	t := quoteIdent(schema) + ".gotasks_task"
+	ddl := []string{}
+	if variant == "hot" || variant == "lease" {
+		ddl = append(ddl,
+			`DO $$ DECLARE i regclass; BEGIN
+				FOR i IN SELECT indexrelid::regclass FROM pg_index WHERE indrelid = '`+t+`'::regclass AND NOT indisprimary LOOP
+					EXECUTE 'DROP INDEX ' || i;
+				END LOOP; END $$`,
+			`ALTER TABLE `+t+` ADD COLUMN claimable boolean NOT NULL DEFAULT true`,
+			`CREATE INDEX ON `+t+` (backend, priority DESC, run_after, enqueued_at) WHERE claimable`,
+			`ALTER TABLE `+t+` SET (fillfactor = 50)`)
+	}
+	if variant == "lease" {
+		ddl = append(ddl, `CREATE TABLE `+quoteIdent(schema)+`.gotasks_lease (
+			task_id varchar(64) COLLATE "C" PRIMARY KEY, worker_id text NOT NULL)`)
+	}
+	return append(ddl, `VACUUM FULL `+t, `ANALYZE `+t, `CHECKPOINT`)
+}
+
+// quoteIdent quotes a PostgreSQL identifier.
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// floorScriptFor returns the pgbench script of a --floor-schema.
+func floorScriptFor(variant string) string {
+	switch variant {
+	case "hot":
+		return floorHotScript
+	case "lease":
+		return floorLeaseScript
+	}
+	return floorScript
+}
+
 // errFloorNeedsPostgres is returned by the floor mode on SQLite.
 var errFloorNeedsPostgres = errors.New("floor runs pgbench against a PostgreSQL server: it needs --database postgres://…")
 
@@ -55,6 +118,16 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 	if err := bn.fillLogged(ctx, n); err != nil {
 		return err
 	}
+	if v := bn.o.floorSchema; v != "" {
+		start := time.Now()
+		for _, stmt := range floorVariantDDL(f.schema, v) {
+			if _, err := bn.t.admin.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("--floor-schema %s: %w", v, err)
+			}
+		}
+		bn.logf("  --floor-schema %s: table prepared and rewritten (VACUUM FULL, ANALYZE, CHECKPOINT) in %v",
+			v, time.Since(start).Round(time.Millisecond))
+	}
 
 	dir, err := os.MkdirTemp("", "taskbench-floor-")
 	if err != nil {
@@ -62,7 +135,7 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 	}
 	defer os.RemoveAll(dir)
 	script := filepath.Join(dir, "floor.sql")
-	if err := os.WriteFile(script, []byte(floorScript), 0o600); err != nil {
+	if err := os.WriteFile(script, []byte(floorScriptFor(bn.o.floorSchema)), 0o600); err != nil {
 		return err
 	}
 	batch := bn.o.claimBatch()
@@ -111,6 +184,11 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 		if c, err = meter.stop(ctx); err != nil {
 			return err
 		}
+	}
+	var upd, hot int64
+	if err := bn.t.admin.QueryRowContext(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+		WHERE schemaname = $1 AND relname = 'gotasks_task'`, f.schema).Scan(&upd, &hot); err == nil {
+		bn.logf("  row updates of gotasks_task: %d, of which heap-only (HOT, no index entry): %d", upd, hot)
 	}
 	ok, err := countStatus(ctx, b, tasks.StatusSuccessful)
 	if err != nil {

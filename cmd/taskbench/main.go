@@ -113,6 +113,10 @@ type options struct {
 	// (--global-limit; 0: none).
 	globalLimit int
 
+	// floorSchema is the table the floor mode runs on (--floor-schema; see
+	// floorSchemas).
+	floorSchema string
+
 	// worker-child only
 	expect int
 }
@@ -198,6 +202,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.scalingTasks, "scaling-tasks", 10000, "scaling: fresh tasks burnt down at each size")
 	fs.BoolVar(&o.scalingVac, "scaling-analyze", true, "scaling: VACUUM ANALYZE (PostgreSQL) or ANALYZE (SQLite) after each fill, as autovacuum would")
 	fs.IntVar(&o.globalLimit, "global-limit", 0, "burndown, continuous: set a global limit of N RUNNING on the benchmark's queue (1000: never binds; measures the limited claim's cost)")
+	fs.StringVar(&o.floorSchema, "floor-schema", "", "floor: the table pgbench runs on: empty (as migrated and filled), current (the same, rewritten like the others), hot or lease (changed for HOT completions; see floor_hot.sql)")
 	fs.IntVar(&o.expect, "expect", 0, "worker-child: tasks the child should process")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -216,6 +221,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.workers < 1 {
 		probs = append(probs, "--workers must be at least 1")
+	}
+	if !slices.Contains(floorSchemas, o.floorSchema) {
+		probs = append(probs, fmt.Sprintf("--floor-schema %q: want current, hot or lease", o.floorSchema))
 	}
 	if len(probs) > 0 {
 		return nil, errors.New(strings.Join(probs, "; "))

@@ -217,6 +217,34 @@ func TestFlags(t *testing.T) {
 	if m, _ := all.modes(); slices.Contains(m, "floor") {
 		t.Errorf("--mode all runs floor: %v", m)
 	}
+	o, err = parseFlags([]string{"--mode", "floor", "--floor-schema", "lease"}, &stderr)
+	if err != nil || o.floorSchema != "lease" {
+		t.Errorf("--floor-schema lease: %+v, %v", o, err)
+	}
+	if _, err := parseFlags([]string{"--floor-schema", "fast"}, &stderr); err == nil || !strings.Contains(err.Error(), "--floor-schema") {
+		t.Errorf("--floor-schema fast: err = %v, want one about --floor-schema", err)
+	}
+}
+
+// TestFloorScripts: each --floor-schema has a pgbench script that claims the
+// benchmark backend's tasks in batches of :batch, and the HOT schemas'
+// scripts claim through the column their DDL adds.
+func TestFloorScripts(t *testing.T) {
+	t.Parallel()
+	for _, v := range floorSchemas {
+		script := floorScriptFor(v)
+		if !strings.Contains(script, "backend = '"+backendName+"'") || !strings.Contains(script, ":batch") {
+			t.Errorf("--floor-schema %q: the script does not claim the tasks of backend %q in batches of :batch", v, backendName)
+		}
+		ddl := strings.Join(floorVariantDDL("s", v), "\n")
+		if hot := v == "hot" || v == "lease"; hot != strings.Contains(script, "WHERE claimable") ||
+			hot != strings.Contains(ddl, "ADD COLUMN claimable") {
+			t.Errorf("--floor-schema %q: script and DDL disagree on the claimable column:\n%s\n%s", v, script, ddl)
+		}
+		if lease := v == "lease"; lease != strings.Contains(script, "gotasks_lease") || lease != strings.Contains(ddl, "gotasks_lease") {
+			t.Errorf("--floor-schema %q: script and DDL disagree on gotasks_lease", v)
+		}
+	}
 }
 
 func TestCostHelpers(t *testing.T) {
@@ -377,6 +405,32 @@ func TestCostPostgres(t *testing.T) {
 				t.Errorf("floor wrote no WAL: %v", figs)
 			}
 		}
+	}
+	assertNoSchemaLeft(t, out)
+}
+
+// TestFloorSchemaPostgres: --floor-schema lease changes the filled table,
+// pgbench drains it with floor_lease.sql, and its completions are HOT.
+func TestFloorSchemaPostgres(t *testing.T) {
+	dbtest.RequirePostgres(t)
+	if _, err := exec.LookPath("pgbench"); err != nil {
+		t.Skipf("pgbench not in PATH: %v", err)
+	}
+	out, figs := runTaskbench(t, "--database", dbtest.BaseDSN(), "--mode", "floor", "--floor-schema", "lease",
+		"--tasks", "2000", "--batch-size", "500")
+	requireFigures(t, out, figs, "floor_tasks_per_s")
+	if !strings.Contains(out, "--floor-schema lease: table prepared") {
+		t.Errorf("the output does not say the table was prepared:\n%s", out)
+	}
+	var upd, hot int
+	if i := strings.Index(out, "row updates of gotasks_task: "); i < 0 {
+		t.Errorf("no row-update line:\n%s", out)
+	} else if _, err := fmt.Sscanf(out[i:], "row updates of gotasks_task: %d, of which heap-only (HOT, no index entry): %d", &upd, &hot); err != nil {
+		t.Errorf("row-update line: %v\n%s", err, out)
+	} else if upd < 4000 || hot < 1000 {
+		// 2000 claims and 2000 completions; the statistics may lag, but the
+		// completions of a table made for them are nearly all HOT.
+		t.Errorf("row updates %d, HOT %d: want ≥ 4000 updates and ≥ 1000 HOT", upd, hot)
 	}
 	assertNoSchemaLeft(t, out)
 }
