@@ -4,7 +4,7 @@
 -- completion never touches, and no other index but the primary key is left:
 -- the completion changes no indexed column and no column of an index
 -- predicate, so PostgreSQL can update its rows in place (a heap-only tuple,
--- no index entry) while the page has room (fillfactor 50). Otherwise as
+-- no index entry) while the page has room (fillfactor 25). Otherwise as
 -- floor.sql (the same columns set, the same batches, -M prepared).
 WITH c AS MATERIALIZED (
   SELECT id FROM gotasks_task

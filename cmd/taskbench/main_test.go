@@ -427,10 +427,11 @@ func TestFloorSchemaPostgres(t *testing.T) {
 		t.Errorf("no row-update line:\n%s", out)
 	} else if _, err := fmt.Sscanf(out[i:], "row updates of gotasks_task: %d, of which heap-only (HOT, no index entry): %d", &upd, &hot); err != nil {
 		t.Errorf("row-update line: %v\n%s", err, out)
-	} else if upd < 4000 || hot < 1000 {
-		// 2000 claims and 2000 completions; the statistics may lag, but the
-		// completions of a table made for them are nearly all HOT.
-		t.Errorf("row updates %d, HOT %d: want ≥ 4000 updates and ≥ 1000 HOT", upd, hot)
+	} else if upd < 4000 || hot < 1900 {
+		// 2000 claims and 2000 completions, and every completion finds room
+		// on its page (fillfactor 25) even while another test's snapshot
+		// keeps the claims' dead versions there.
+		t.Errorf("row updates %d, HOT %d: want ≥ 4000 updates and ≥ 1900 HOT", upd, hot)
 	}
 	assertNoSchemaLeft(t, out)
 }
