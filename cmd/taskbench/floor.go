@@ -126,6 +126,10 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 		start := time.Now()
 		for _, stmt := range floorVariantDDL(f.schema, v) {
 			if _, err := bn.t.admin.ExecContext(ctx, stmt); err != nil {
+				if stmt == "CHECKPOINT" { // superuser or pg_checkpoint only
+					bn.logf("  --floor-schema %s: no CHECKPOINT (%v): the run's WAL may carry more full-page images", v, err)
+					continue
+				}
 				return fmt.Errorf("--floor-schema %s: %w", v, err)
 			}
 		}
@@ -189,10 +193,10 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 			return err
 		}
 	}
-	var upd, hot int64
-	if err := bn.t.admin.QueryRowContext(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
-		WHERE schemaname = $1 AND relname = 'gotasks_task'`, f.schema).Scan(&upd, &hot); err == nil {
+	if upd, hot, err := bn.tableUpdates(ctx, f.schema, int64(2*n)); err == nil {
 		bn.logf("  row updates of gotasks_task: %d, of which heap-only (HOT, no index entry): %d", upd, hot)
+	} else {
+		bn.logf("  row updates of gotasks_task: %v", err)
 	}
 	ok, err := countStatus(ctx, b, tasks.StatusSuccessful)
 	if err != nil {
@@ -218,36 +222,30 @@ func (bn *bench) floor(ctx context.Context, f *fresh) error {
 // watchBackendPIDs finds the server processes of the connections named
 // appName (pg_stat_activity), polling every 5 ms, and sends them on the
 // returned channel, which it closes after sending or when ctx is done (a
-// receive then gives nil). pgbench opens a short connection of its own
-// before its client's, under the same name, so one pid is not enough: the
-// watcher collects every pid it sees until one of them has been there for
-// four polls in a row (the client's, which lasts the run), and then stops
-// polling, to add next to nothing to the server's CPU.
+// receive then gives what it found, or nil). pgbench may open a short
+// connection of its own before its client's, under the same name and
+// running no statement, so one pid is not enough: the watcher collects
+// every pid it sees until one of them has run a statement (the client's,
+// which lasts the run), and then stops polling, to add next to nothing to
+// the server's CPU.
 func (bn *bench) watchBackendPIDs(ctx context.Context, appName string) <-chan []int {
 	pidc := make(chan []int, 1)
 	go func() {
 		defer close(pidc)
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
-		seen := map[int]int{} // pid → polls in a row it was there
 		var pids []int
 		for {
-			now, err := bn.backendPIDs(ctx, appName)
+			now, client, err := bn.backendPIDs(ctx, appName)
 			if err == nil {
-				for pid := range seen {
-					if !slices.Contains(now, pid) {
-						seen[pid] = 0
-					}
-				}
 				for _, pid := range now {
-					if _, ok := seen[pid]; !ok {
+					if !slices.Contains(pids, pid) {
 						pids = append(pids, pid)
 					}
-					seen[pid]++
-					if seen[pid] >= 4 {
-						pidc <- pids
-						return
-					}
+				}
+				if client {
+					pidc <- pids
+					return
 				}
 			}
 			select {
@@ -264,22 +262,43 @@ func (bn *bench) watchBackendPIDs(ctx context.Context, appName string) <-chan []
 }
 
 // backendPIDs returns the pids of the server processes of the connections
-// named appName.
-func (bn *bench) backendPIDs(ctx context.Context, appName string) ([]int, error) {
-	rows, err := bn.t.admin.QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, appName)
+// named appName, and whether one of them has run a statement.
+func (bn *bench) backendPIDs(ctx context.Context, appName string) (pids []int, ranStatement bool, err error) {
+	rows, err := bn.t.admin.QueryContext(ctx, `SELECT pid, query <> '' FROM pg_stat_activity WHERE application_name = $1`, appName)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer rows.Close()
-	var pids []int
 	for rows.Next() {
 		var pid int
-		if err := rows.Scan(&pid); err != nil {
-			return nil, err
+		var ran bool
+		if err := rows.Scan(&pid, &ran); err != nil {
+			return nil, false, err
 		}
 		pids = append(pids, pid)
+		ranStatement = ranStatement || ran
 	}
-	return pids, rows.Err()
+	return pids, ranStatement, rows.Err()
+}
+
+// tableUpdates returns the task table's row updates and how many of them
+// were heap-only (pg_stat_user_tables), once at least want updates are
+// counted or after 5 s. A server process sends its counters at most once a
+// second and when it exits, and it may leave pg_stat_activity before that.
+func (bn *bench) tableUpdates(ctx context.Context, schema string, want int64) (upd, hot int64, err error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err = bn.t.admin.QueryRowContext(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+			WHERE schemaname = $1 AND relname = 'gotasks_task'`, schema).Scan(&upd, &hot)
+		if err != nil || upd >= want || time.Now().After(deadline) {
+			return upd, hot, err
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return upd, hot, ctx.Err()
+		}
+	}
 }
 
 // settleBackends waits (at most 5 s) until the server processes pids have

@@ -224,6 +224,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if !slices.Contains(floorSchemas, o.floorSchema) {
 		probs = append(probs, fmt.Sprintf("--floor-schema %q: want current, hot or lease", o.floorSchema))
+	} else if m, err := o.modes(); o.floorSchema != "" && err == nil && !slices.Contains(m, "floor") {
+		probs = append(probs, "--floor-schema is for --mode floor")
 	}
 	if len(probs) > 0 {
 		return nil, errors.New(strings.Join(probs, "; "))
