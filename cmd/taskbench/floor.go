@@ -96,10 +96,11 @@ func floorScriptFor(variant string) string {
 var errFloorNeedsPostgres = errors.New("floor runs pgbench against a PostgreSQL server: it needs --database postgres://…")
 
 // floor: the database's own floor for a task. The table is filled as for
-// burndown (--tasks no-op tasks through EnqueueMany, no VACUUM), then
-// pgbench claims and completes them in batches (floor.sql) with one
-// connection, and the server's CPU and WAL are measured around it as for
-// burndown's cost per task.
+// burndown (--tasks no-op tasks through EnqueueMany, no VACUUM), changed and
+// rewritten when --floor-schema says so (floorVariantDDL), then pgbench
+// claims and completes them in batches (floor.sql, or the schema's own
+// script) with one connection, and the server's CPU and WAL are measured
+// around it as for burndown's cost per task.
 func (bn *bench) floor(ctx context.Context, f *fresh) error {
 	if bn.t.dialect != database.Postgres {
 		return errFloorNeedsPostgres
