@@ -100,9 +100,9 @@ type store interface {
 	// finishedCounts counts the finished tasks by queue and status, of
 	// one queue (or of every queue when queue is "") in one statement.
 	finishedCounts(ctx context.Context, q querier, queue string) (map[string]map[tasks.Status]int64, error)
-	// countPair counts the finished tasks of queue in status (one of the
-	// finished statuses).
-	countPair(ctx context.Context, q querier, queue string, status tasks.Status) (int64, error)
+	// recountFinished makes finishedCounts count every finished row
+	// afresh, where it reads counters (SQLite); elsewhere it does nothing.
+	recountFinished(ctx context.Context, q querier) error
 	// queueDepths returns, sorted by queue, one entry per queue with READY
 	// or RUNNING tasks: the READY ones due at at and those due later, the
 	// RUNNING ones, and the run-after time of the oldest due one.
@@ -199,10 +199,6 @@ const (
 	// walking the head of the claim index at once and skipping each
 	// other's locked rows (see Backend.claim).
 	featClaimTurns
-	// featSerialScans: a statement runs on one thread of the process, and
-	// several connections read at once (WAL): a large count is split over
-	// connections to use more cores (Stats).
-	featSerialScans
 )
 
 // has reports whether every feature of want is in f.

@@ -41,12 +41,6 @@ func (a adminStatements) finishedCounts(ctx context.Context, q querier, queue st
 	return scanCounts(ctx, q, query, args...)
 }
 
-func (a adminStatements) countPair(ctx context.Context, q querier, queue string, status tasks.Status) (int64, error) {
-	var n int64
-	err := q.QueryRowContext(ctx, countPairSQL, a.backendName(), queue, string(status)).Scan(&n)
-	return n, err
-}
-
 // scanCounts runs a statement that returns queue, status and count rows.
 func scanCounts(ctx context.Context, q querier, query string, args ...any) (map[string]map[tasks.Status]int64, error) {
 	rows, err := q.QueryContext(ctx, query, args...)

@@ -296,11 +296,6 @@ func finishedCountsSQL(oneQueue bool) string {
 	GROUP BY queue, status`
 }
 
-// countPairSQL counts the backend's finished tasks of one queue ($2) in one
-// status ($3): one range of gotasks_task_queue_idx. $1 backend.
-const countPairSQL = `SELECT count(*) FROM gotasks_task WHERE ` + finishedPred + `
-	AND backend = $1 AND queue = $2 AND status = $3`
-
 // queueDepthsSQL counts the backend's READY and RUNNING tasks by queue:
 // the READY ones through the claim index (gotasks_task_claim_idx, whose
 // predicate the first branch repeats), due at $2 or later, with the

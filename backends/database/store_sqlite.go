@@ -25,7 +25,7 @@ type sqliteStore struct {
 }
 
 // sqliteFeatures are SQLite's features.
-const sqliteFeatures = featSingleWriter | featTextTimes | featEmbedded | featSerialScans
+const sqliteFeatures = featSingleWriter | featTextTimes | featEmbedded
 
 func newSQLiteStore(cfg storeConfig) *sqliteStore {
 	s := &sqliteStore{storeConfig: cfg, adminStatements: adminStatements{forms: sqliteForms, backendName: cfg.backend}}
@@ -115,7 +115,7 @@ UPDATE gotasks_task SET status = v.vstatus,
 FROM v
 WHERE gotasks_task.id = v.vid AND gotasks_task.worker_id = $1
 	AND gotasks_task.attempts = v.vattempt
-RETURNING gotasks_task.id, 0`
+RETURNING gotasks_task.id, gotasks_task.queue, gotasks_task.status`
 
 // complete ignores planTag: SQLite plans each statement its own way.
 func (s *sqliteStore) complete(ctx context.Context, q querier, workerID, _ string, outs []*outcome) (map[string]bool, error) {
@@ -146,11 +146,16 @@ func (s *sqliteStore) complete(ctx context.Context, q querier, workerID, _ strin
 	if err != nil {
 		return nil, fmt.Errorf("encode outcomes: %w", err)
 	}
-	rows, err := s.sq(q).QueryContext(ctx, sqliteComplete, workerID, string(payload))
-	if err != nil {
-		return nil, err
-	}
-	return scanRecorded(rows, len(outs))
+	done := make(map[string]bool, len(outs))
+	err = s.counted(ctx, q, func(q querier) (countDeltas, error) {
+		d := countDeltas{}
+		ids, err := queryCounted(ctx, s.sq(q), d, +1, sqliteComplete, workerID, string(payload))
+		for _, id := range ids {
+			done[id] = true
+		}
+		return d, err
+	})
+	return done, err
 }
 
 // heartbeat tests worker_id rather than status, like the completion guard
@@ -197,10 +202,21 @@ RETURNING ` + resultColumns
 
 func (s *sqliteStore) rescue(ctx context.Context, q querier, at time.Time, self string, heartbeatCutoff, runCutoff time.Time,
 	orphansOf string) ([]*row, error) {
-	rows, err := q.QueryContext(ctx, sqliteRescue, s.ts(at), at.Format(time.RFC3339Nano), s.backend(),
-		s.ts(heartbeatCutoff), s.ts(runCutoff), self, orphansOf)
-	if err != nil {
-		return nil, err
-	}
-	return scanWorkerRows(rows, s.log, s.backend(), "rescued")
+	var rescued []*row
+	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
+		rows, err := q.QueryContext(ctx, sqliteRescue, s.ts(at), at.Format(time.RFC3339Nano), s.backend(),
+			s.ts(heartbeatCutoff), s.ts(runCutoff), self, orphansOf)
+		if err != nil {
+			return nil, err
+		}
+		if rescued, err = scanWorkerRows(rows, s.log, s.backend(), "rescued"); err != nil {
+			return nil, err
+		}
+		d := countDeltas{}
+		for _, r := range rescued {
+			d.add(r.Queue, r.Status, +1) // FAILED: out of attempts
+		}
+		return d, nil
+	})
+	return rescued, err
 }

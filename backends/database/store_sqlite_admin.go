@@ -20,14 +20,10 @@ var sqliteForms = sqlForms{
 }
 
 // sqliteRetrySQL retries the FAILED and CANCELLED tasks among the ids. $1
-// now, $2 backend, $3 the ids.
+// now, $2 backend, $3 the ids. See sqliteStore.retry, which counts them.
 var sqliteRetrySQL = `UPDATE gotasks_task SET ` + retrySet("MAX") + `
 	WHERE backend = $2 AND id IN (SELECT value FROM json_each($3)) AND status IN ('FAILED', 'CANCELLED')
 	RETURNING id`
-
-func (s *sqliteStore) retry(ctx context.Context, q querier, ids []string, at time.Time) ([]string, error) {
-	return queryIDs(ctx, q, sqliteRetrySQL, textTime(at), s.backend(), jsonArray(ids))
-}
 
 // sqliteMinuteSQL counts the tasks finished since $2 by minute (the first
 // 16 characters of the stored text time) and status. $1 backend.

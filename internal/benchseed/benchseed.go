@@ -59,5 +59,9 @@ FROM s`, `ANALYZE`}
 			return fmt.Errorf("benchseed: %w", err)
 		}
 	}
+	// The rows went in by hand: SQLite's counters of finished tasks.
+	if err := b.RecountFinished(ctx); err != nil {
+		return fmt.Errorf("benchseed: %w", err)
+	}
 	return nil
 }

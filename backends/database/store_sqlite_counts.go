@@ -1,0 +1,227 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gotasks/gotasks/tasks"
+)
+
+// SQLite counts its finished tasks in gotasks_count (migration
+// 20261206000001_counts) instead of indexing them by queue and status: each
+// statement that moves a task into or out of a finished status runs in a
+// transaction with one statement that adds its changes to the counters.
+// Triggers would keep the counters as well, but a trigger runs a
+// sub-program for every row the claim and the completion update, which
+// cost more than the index it replaced (issue 17, docs/performance.md).
+
+// countKey is one counter: the finished tasks of a queue in a status.
+type countKey struct {
+	queue  string
+	status tasks.Status
+}
+
+// countDeltas are changes to the counters, by queue and status.
+type countDeltas map[countKey]int64
+
+// add counts n more tasks of queue in status (fewer when n < 0); statuses
+// other than the finished ones are not counted.
+func (d countDeltas) add(queue string, status tasks.Status, n int64) {
+	if status.Finished() && n != 0 {
+		d[countKey{queue, status}] += n
+	}
+}
+
+// addCountsSQL adds a JSON array of [queue, status, n] to the counters. $1
+// backend, $2 the array. The WHERE clause lets SQLite parse the ON CONFLICT
+// of an INSERT from a SELECT.
+const addCountsSQL = `INSERT INTO gotasks_count (backend, queue, status, n)
+SELECT $1, j.value->>'$[0]', j.value->>'$[1]', j.value->>'$[2]' FROM json_each($2) AS j WHERE true
+ON CONFLICT (backend, queue, status) DO UPDATE SET n = n + excluded.n`
+
+// addCounts writes d to the counters through q.
+func (s *sqliteStore) addCounts(ctx context.Context, q querier, d countDeltas) error {
+	vals := make([][3]any, 0, len(d))
+	for k, n := range d {
+		if n != 0 {
+			vals = append(vals, [3]any{k.queue, string(k.status), n})
+		}
+	}
+	if len(vals) == 0 {
+		return nil
+	}
+	payload, err := json.Marshal(vals)
+	if err != nil {
+		return fmt.Errorf("encode counts: %w", err)
+	}
+	if _, err := s.sq(q).ExecContext(ctx, addCountsSQL, s.backend(), string(payload)); err != nil {
+		return fmt.Errorf("count finished tasks: %w", err)
+	}
+	return nil
+}
+
+// txBeginner is a querier that can begin a transaction: the database or
+// one of its connections, not a transaction already begun.
+type txBeginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+// counted runs fn, a statement that changes tasks, and adds the counter
+// changes it reports in the same transaction: q's own when q is already one
+// (the worker's completion with follow-up tasks, an application's
+// transaction), else one begun here.
+func (s *sqliteStore) counted(ctx context.Context, q querier, fn func(q querier) (countDeltas, error)) error {
+	b, ok := q.(txBeginner)
+	if !ok {
+		d, err := fn(q)
+		if err != nil {
+			return err
+		}
+		return s.addCounts(ctx, q, d)
+	}
+	tx, err := b.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	d, err := fn(tx)
+	if err != nil {
+		return err
+	}
+	if err := s.addCounts(ctx, tx, d); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// queryCounted runs a statement that returns id, queue and status (after
+// the change) for each task it changed, and returns the ids; sign is +1
+// when the statement finished the tasks, -1 when it took finished tasks
+// away (a delete, or a retry that returns the tasks' statuses before it).
+func queryCounted(ctx context.Context, q querier, d countDeltas, sign int64, query string, args ...any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id, queue, status string
+		if err := rows.Scan(&id, &queue, &status); err != nil {
+			return nil, err
+		}
+		d.add(queue, tasks.Status(status), sign)
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// sqliteCountsSQL reads the counters ($1 backend, $2 a queue or ” for
+// all). Counters that fell to zero stay as rows with n = 0.
+const sqliteCountsSQL = `SELECT queue, status, n FROM gotasks_count
+	WHERE backend = $1 AND ($2 = '' OR queue = $2) AND n <> 0`
+
+// finishedCounts reads the counters: SQLite counts finished tasks as they
+// finish (see above) rather than by scanning an index.
+func (s *sqliteStore) finishedCounts(ctx context.Context, q querier, queue string) (map[string]map[tasks.Status]int64, error) {
+	return scanCounts(ctx, q, sqliteCountsSQL, s.backend(), queue)
+}
+
+// sqliteQueueNamesSQL lists the queues of the backend's tasks: those with
+// finished tasks from the counters, the others through the claim and
+// running indexes. $1 backend.
+const sqliteQueueNamesSQL = `SELECT queue FROM gotasks_count WHERE backend = $1 AND n <> 0
+UNION
+SELECT queue FROM gotasks_task WHERE status = 'READY' AND backend = $1
+UNION
+SELECT queue FROM gotasks_task WHERE status = 'RUNNING' AND backend = $1`
+
+func (s *sqliteStore) queueNames(ctx context.Context, q querier) ([]string, error) {
+	names, err := queryIDs(ctx, q, sqliteQueueNamesSQL, s.backend())
+	slices.SortFunc(names, strings.Compare)
+	return names, err
+}
+
+// sqliteCancelSQL cancels the READY tasks among the ids (see
+// cancelManySQL) and returns their queues. $1 finished_at, $2 backend, $3
+// the ids.
+const sqliteCancelSQL = `UPDATE gotasks_task SET status = 'CANCELLED', finished_at = $1
+	WHERE backend = $2 AND id IN (SELECT value FROM json_each($3)) AND status = 'READY'
+	RETURNING id, queue, status`
+
+func (s *sqliteStore) cancelMany(ctx context.Context, q querier, ids []string, at time.Time) ([]string, error) {
+	var done []string
+	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
+		d := countDeltas{}
+		var err error
+		done, err = queryCounted(ctx, q, d, +1, sqliteCancelSQL, textTime(at), s.backend(), jsonArray(ids))
+		return d, err
+	})
+	return done, err
+}
+
+// sqliteDeleteFinishedSQL deletes the finished tasks among the ids (see
+// deleteFinishedSQL). $1 backend, $2 the ids.
+const sqliteDeleteFinishedSQL = `DELETE FROM gotasks_task WHERE backend = $1 AND id IN (SELECT value FROM json_each($2))
+	AND status IN ` + finishedStatuses + ` RETURNING id, queue, status`
+
+func (s *sqliteStore) deleteFinished(ctx context.Context, q querier, ids []string) ([]string, error) {
+	var done []string
+	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
+		d := countDeltas{}
+		var err error
+		done, err = queryCounted(ctx, q, d, -1, sqliteDeleteFinishedSQL, s.backend(), jsonArray(ids))
+		return d, err
+	})
+	return done, err
+}
+
+// sqliteRetryableSQL reads the FAILED and CANCELLED tasks among the ids
+// before sqliteRetrySQL makes them READY: SQLite's RETURNING gives only the
+// rows as they are after a change. $1 backend, $2 the ids.
+const sqliteRetryableSQL = `SELECT id, queue, status FROM gotasks_task
+	WHERE backend = $1 AND id IN (SELECT value FROM json_each($2)) AND status IN ('FAILED', 'CANCELLED')`
+
+func (s *sqliteStore) retry(ctx context.Context, q querier, ids []string, at time.Time) ([]string, error) {
+	var done []string
+	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
+		d := countDeltas{}
+		if _, err := queryCounted(ctx, q, d, -1, sqliteRetryableSQL, s.backend(), jsonArray(ids)); err != nil {
+			return nil, err
+		}
+		var err error
+		done, err = queryIDs(ctx, q, sqliteRetrySQL, textTime(at), s.backend(), jsonArray(ids))
+		return d, err
+	})
+	return done, err
+}
+
+// sqliteRecountSQL counts the backend's finished tasks afresh: the
+// statements the migration's fill runs, for one backend. After a hand
+// edit of the status column the counters are off until this runs (see
+// docs/database.md). $1 backend.
+var sqliteRecountSQL = [...]string{
+	`DELETE FROM gotasks_count WHERE backend = $1`,
+	`INSERT INTO gotasks_count (backend, queue, status, n)
+	SELECT backend, queue, status, count(*) FROM gotasks_task
+	WHERE backend = $1 AND status IN ` + finishedStatuses + `
+	GROUP BY backend, queue, status`,
+}
+
+// recountFinished replaces the backend's counters by a count of its rows,
+// in one transaction.
+func (s *sqliteStore) recountFinished(ctx context.Context, q querier) error {
+	return s.counted(ctx, q, func(q querier) (countDeltas, error) {
+		for _, stmt := range sqliteRecountSQL {
+			if _, err := q.ExecContext(ctx, stmt, s.backend()); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
+}
