@@ -21,9 +21,11 @@ type sqlForms struct {
 	in func(col, ph string) string
 	// list encodes a list of strings as one parameter.
 	list func([]string) any
-	// unindexed returns a condition whose column the planner must not
-	// look up in an index (nil: the planner needs no such hint).
-	unindexed func(cond string) string
+	// failedIndexOnly: instead of the status index, an index in id order
+	// of the FAILED and CANCELLED tasks (SQLite's gotasks_task_failed_idx:
+	// its index entries are dear); SUCCESSFUL ones are read in id order
+	// from the primary key.
+	failedIndexOnly bool
 }
 
 // finishedStatuses is the SQL list of the finished statuses, word for word
@@ -58,6 +60,10 @@ func (w *sqlBuilder) whereSQL() string { return strings.Join(w.where, " AND ") }
 // only when the query's WHERE contains its terms.
 const finishedPred = `status IN ` + finishedStatuses
 
+// failedPred is the predicate of SQLite's gotasks_task_failed_idx, word
+// for word (see sqlForms.failedIndexOnly).
+const failedPred = `status IN ('FAILED', 'CANCELLED')`
+
 // branch is one part of an admin statement by status: the finished tasks
 // (read through the admin indexes, whose predicate is finishedPred), the
 // READY ones (through the claim index) or the RUNNING ones (the running
@@ -70,8 +76,11 @@ type branch struct {
 
 // statusBranches returns the branches of the statuses asked for (all when
 // none is), kept to those of only when only is not nil. None: nothing
-// matches.
-func statusBranches(asked, only []tasks.Status) []branch {
+// matches. Where an index of the FAILED and CANCELLED tasks stands in for
+// the status index (failedIndexOnly), the finished tasks are two branches:
+// the SUCCESSFUL ones, read from the primary key, and the others, from
+// that index.
+func statusBranches(asked, only []tasks.Status, failedIndexOnly bool) []branch {
 	want := statusStrings(asked)
 	switch {
 	case only != nil:
@@ -88,12 +97,26 @@ func statusBranches(asked, only []tasks.Status) []branch {
 			fin = append(fin, string(st))
 		}
 	}
-	if len(fin) > 0 {
+	switch {
+	case len(fin) == 0:
+	case !failedIndexOnly:
 		b := branch{pred: finishedPred}
 		if len(fin) < 3 {
 			b.narrow = fin
 		}
 		out = append(out, b)
+	default:
+		if fin[0] == string(tasks.StatusSuccessful) {
+			out = append(out, branch{pred: "status = '" + fin[0] + "'"})
+			fin = fin[1:]
+		}
+		if len(fin) > 0 {
+			b := branch{pred: failedPred}
+			if len(fin) == 1 {
+				b.narrow = fin
+			}
+			out = append(out, b)
+		}
 	}
 	for _, st := range []tasks.Status{tasks.StatusReady, tasks.StatusRunning} {
 		if slices.Contains(want, string(st)) {
@@ -113,18 +136,6 @@ func (w *sqlBuilder) branchWhere(backend string, br branch, f TaskFilter) {
 	w.where = []string{br.pred}
 	w.strings("status", br.narrow)
 	w.filter(backend, f)
-	if br.pred == finishedPred && len(br.narrow) == 0 && len(f.Queues) > 0 && w.forms.unindexed != nil {
-		// Every finished task of some queues, in id order: walking the
-		// primary key and filtering reads about a page's worth of rows
-		// per page, where SQLite's planner would rather read the queues'
-		// range of gotasks_task_queue_idx and sort it (350 ms for a
-		// queue of 200,000 tasks).
-		for i, c := range w.where {
-			if strings.HasPrefix(c, "queue ") {
-				w.where[i] = w.forms.unindexed(c)
-			}
-		}
-	}
 }
 
 // filter adds the conditions of f for backend, but its statuses (see
@@ -245,7 +256,7 @@ func branchQuery(forms sqlForms, backend string, f TaskFilter, only []tasks.Stat
 	limit int) (string, []any) {
 	w := &sqlBuilder{forms: forms}
 	var parts []string
-	for _, br := range statusBranches(f.Statuses, only) {
+	for _, br := range statusBranches(f.Statuses, only, forms.failedIndexOnly) {
 		w.branchWhere(backend, br, f)
 		if after != "" {
 			w.cond("id "+cmp+" ?", after)

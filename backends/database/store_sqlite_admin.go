@@ -12,11 +12,10 @@ import (
 
 // sqliteForms: text times, JSON array lists.
 var sqliteForms = sqlForms{
-	ts:   func(t time.Time) any { return textTime(t) },
-	in:   func(col, ph string) string { return col + " IN (SELECT value FROM json_each(" + ph + "))" },
-	list: func(ss []string) any { return jsonArray(ss) },
-	// A unary + on a column keeps SQLite from using an index for it.
-	unindexed: func(cond string) string { return "+" + cond },
+	ts:              func(t time.Time) any { return textTime(t) },
+	in:              func(col, ph string) string { return col + " IN (SELECT value FROM json_each(" + ph + "))" },
+	list:            func(ss []string) any { return jsonArray(ss) },
+	failedIndexOnly: true,
 }
 
 // sqliteRetrySQL retries the FAILED and CANCELLED tasks among the ids. $1
