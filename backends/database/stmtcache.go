@@ -82,6 +82,18 @@ func (q cachedQuerier) QueryRowContext(ctx context.Context, query string, args .
 	return s.QueryRowContext(ctx, args...)
 }
 
+// warm prepares queries on the cache's database when q is that database,
+// so that a transaction about to begin on it finds them prepared (a
+// transaction prepares a statement that is not cached again each time).
+func (c *stmtCache) warm(ctx context.Context, q querier, queries ...string) {
+	if db, ok := q.(*sql.DB); !ok || db != c.db {
+		return
+	}
+	for _, query := range queries {
+		_, _ = c.get(ctx, query) // an error surfaces when the query runs
+	}
+}
+
 // wrap returns q through the cache: the cache's own database, or a
 // transaction of it. Other queriers are returned as they are.
 func (c *stmtCache) wrap(q querier) querier {

@@ -77,11 +77,25 @@ WHERE id IN (
 	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + pausedFilter + `
 	ORDER BY priority DESC, run_after, enqueued_at
 	LIMIT $3)
-RETURNING ` + resultColumns
+RETURNING id`
 }
 
+// claim claims (claimIDs) and reads the claimed rows (claimedRows) through
+// q: in a flow-limited claim's transaction, or wherever the claim need not
+// let the write lock go between the two (see idClaimer).
 func (s *sqliteStore) claim(ctx context.Context, q querier, query string, at time.Time, limit int, workerID string,
 	include, exclude []string) ([]*row, error) {
+	ids, err := s.claimIDs(ctx, q, query, at, limit, workerID, include, exclude)
+	if err != nil {
+		return nil, err
+	}
+	return s.claimedRows(ctx, q, ids)
+}
+
+// claimIDs runs the claim statement (claimQuery), which returns the ids of
+// the tasks it claimed.
+func (s *sqliteStore) claimIDs(ctx context.Context, q querier, query string, at time.Time, limit int, workerID string,
+	include, exclude []string) ([]string, error) {
 	args := []any{s.backend(), s.ts(at), limit, workerID}
 	if len(include) > 0 {
 		args = append(args, jsonArray(include))
@@ -89,7 +103,18 @@ func (s *sqliteStore) claim(ctx context.Context, q querier, query string, at tim
 	if len(exclude) > 0 {
 		args = append(args, jsonArray(exclude))
 	}
-	rows, err := s.sq(q).QueryContext(ctx, query, args...)
+	return queryIDs(ctx, s.sq(q), query, args...)
+}
+
+// sqliteClaimedSQL reads claimed rows by id. $1 the ids (JSON).
+const sqliteClaimedSQL = `SELECT ` + resultColumns + ` FROM gotasks_task WHERE id IN (SELECT value FROM json_each($1))`
+
+// claimedRows reads the rows of claimed tasks, in claim order.
+func (s *sqliteStore) claimedRows(ctx context.Context, q querier, ids []string) ([]*row, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.sq(q).QueryContext(ctx, sqliteClaimedSQL, jsonArray(ids))
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +179,7 @@ func (s *sqliteStore) complete(ctx context.Context, q querier, workerID, _ strin
 			done[id] = true
 		}
 		return d, err
-	})
+	}, sqliteComplete)
 	return done, err
 }
 

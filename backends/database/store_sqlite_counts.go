@@ -74,8 +74,11 @@ type txBeginner interface {
 // counted runs fn, a statement that changes tasks, and adds the counter
 // changes it reports in the same transaction: q's own when q is already one
 // (the worker's completion with follow-up tasks, an application's
-// transaction), else one begun here.
-func (s *sqliteStore) counted(ctx context.Context, q querier, fn func(q querier) (countDeltas, error)) error {
+// transaction), else one begun here. Where fn runs its statements through
+// the statement cache, prepare names them, to be prepared before the
+// transaction begins.
+func (s *sqliteStore) counted(ctx context.Context, q querier, fn func(q querier) (countDeltas, error), prepare ...string) error {
+	s.stmts.warm(ctx, q, append(prepare, addCountsSQL)...)
 	b, ok := q.(txBeginner)
 	if !ok {
 		d, err := fn(q)
