@@ -258,6 +258,45 @@ func TestAdmin(t *testing.T) {
 		}
 	})
 
+	wkBehaviour(t, "RecountFinishedAfterAHandEdit", func(t *testing.T, bundle *testBundle) {
+		fx := adminSeed(t, bundle)
+		b := bundle.b
+		counts := func() map[string]map[tasks.Status]int64 {
+			t.Helper()
+			st, err := b.Stats(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]map[tasks.Status]int64{}
+			for _, q := range st.Queues {
+				got[q.Queue] = q.Counts
+			}
+			return got
+		}
+		// An operator fails a successful task by hand and deletes a failed one.
+		wkExec(t, b, "UPDATE gotasks_task SET status = 'FAILED' WHERE id = $1", fx.succeeded[0])
+		wkExec(t, b, "DELETE FROM gotasks_task WHERE id = $1", fx.failed[0])
+		if err := b.RecountFinished(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]map[tasks.Status]int64{
+			"mail": {tasks.StatusSuccessful: int64(len(fx.succeeded) - 1), tasks.StatusFailed: 1,
+				tasks.StatusReady: int64(len(fx.ready))},
+			"reports": {tasks.StatusFailed: int64(len(fx.failed) - 1)},
+		}
+		if diff := cmp.Diff(want, counts()); diff != "" {
+			t.Errorf("counts after the recount (-want +got):\n%s", diff)
+		}
+		// And the counters go on from there.
+		if _, err := b.DeleteTasks(ctx, fx.succeeded[1:2]); err != nil {
+			t.Fatal(err)
+		}
+		want["mail"][tasks.StatusSuccessful]--
+		if diff := cmp.Diff(want, counts()); diff != "" {
+			t.Errorf("counts after a delete (-want +got):\n%s", diff)
+		}
+	})
+
 	wkBehaviour(t, "StatsCountsAgesAndThroughput", func(t *testing.T, bundle *testBundle) {
 		fx := adminSeed(t, bundle)
 		b := bundle.b
