@@ -75,12 +75,19 @@ var storeCountCases = []storeCase{
 			stOutcome(claimed[5], tasks.StatusReady, fin, func(o *outcome) { o.rec.RunAfter = fin; o.newErr = &te }),
 			stOutcome(claimed[6], tasks.StatusReady, fin, func(o *outcome) { o.handBack = true }),
 		}
-		// A stale outcome (another attempt's) changes nothing and counts nothing.
-		stale := stOutcome(claimed[7], tasks.StatusSuccessful, fin, func(o *outcome) { o.attempt = 7 })
-		if _, err := fx.st.complete(fx.ctx, fx.db, "w1", "", append(outs, stale)); err != nil {
-			t.Fatal(err)
+		// A batch whose outcomes all find their rows, then one with a
+		// stale outcome (another attempt's), which changes nothing and
+		// counts nothing.
+		if done, err := fx.st.complete(fx.ctx, fx.db, "w1", "", outs[:4]); err != nil || len(done) != 4 {
+			t.Fatalf("complete: %v (err %v), want 4 recorded", done, err)
 		}
-		check("completion")
+		check("a completion")
+		stale := stOutcome(claimed[7], tasks.StatusSuccessful, fin, func(o *outcome) { o.attempt = 7 })
+		done, err := fx.st.complete(fx.ctx, fx.db, "w1", "", append(outs[4:], stale))
+		if err != nil || len(done) != 3 || done[claimed[7].ID] {
+			t.Fatalf("complete: %v (err %v), want the 3 that are not stale", done, err)
+		}
+		check("a completion with a stale outcome")
 
 		// The task still running, out of attempts: rescue fails it.
 		rescued, err := fx.st.rescue(fx.ctx, fx.db, fin, "me", time.Time{}, time.Time{}, "w1")

@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -123,7 +124,8 @@ func (s *sqliteStore) claimedRows(ctx context.Context, q querier, ids []string) 
 
 // sqliteComplete records outcomes given as a JSON array of
 // [id, attempt, status, return value, finished_at, run_after, error, dec]
-// in one statement. $1 worker id, $2 the array.
+// in one statement. $1 worker id, $2 the array. sqliteCompleteReturning is
+// the same statement returning the rows it changed.
 const sqliteComplete = `WITH v AS (
 	SELECT j.value->>'$[0]' AS vid, j.value->>'$[1]' AS vattempt, j.value->>'$[2]' AS vstatus,
 		j.value->>'$[3]' AS vret, j.value->>'$[4]' AS vfin, j.value->>'$[5]' AS vra, j.value->>'$[6]' AS verr,
@@ -139,8 +141,14 @@ UPDATE gotasks_task SET status = v.vstatus,
 	worker_id = NULL, heartbeat_at = NULL
 FROM v
 WHERE gotasks_task.id = v.vid AND gotasks_task.worker_id = $1
-	AND gotasks_task.attempts = v.vattempt
+	AND gotasks_task.attempts = v.vattempt`
+
+const sqliteCompleteReturning = sqliteComplete + `
 RETURNING gotasks_task.id, gotasks_task.queue, gotasks_task.status`
+
+// errCompleteMissed: not every outcome of a batch found its row (see
+// sqliteStore.complete).
+var errCompleteMissed = errors.New("an outcome's task is no longer the worker's")
 
 // complete ignores planTag: SQLite plans each statement its own way.
 func (s *sqliteStore) complete(ctx context.Context, q querier, workerID, _ string, outs []*outcome) (map[string]bool, error) {
@@ -171,15 +179,54 @@ func (s *sqliteStore) complete(ctx context.Context, q querier, workerID, _ strin
 	if err != nil {
 		return nil, fmt.Errorf("encode outcomes: %w", err)
 	}
+	// Nearly always every outcome finds its row (still RUNNING, the
+	// worker's, at its attempt), and the statement needs no RETURNING,
+	// whose buffering of the changed rows cost about 5 % of the burn-down.
+	// When it changes fewer rows than it was given (a task rescued
+	// meanwhile), its transaction is rolled back and the batch recorded
+	// again with RETURNING, to learn which rows it changed. In a caller's
+	// transaction, which cannot be rolled back here, RETURNING is used
+	// from the start.
+	_, ownTx := q.(txBeginner) // counted begins the transaction
+	ids := make(map[string]bool, len(outs))
+	for _, o := range outs {
+		ids[o.rec.ID] = true
+	}
+	if ownTx && len(ids) == len(outs) {
+		err = s.counted(ctx, q, func(q querier) (countDeltas, error) {
+			res, err := s.sq(q).ExecContext(ctx, sqliteComplete, workerID, string(payload))
+			if err != nil {
+				return nil, err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return nil, err
+			}
+			if n != int64(len(outs)) {
+				return nil, errCompleteMissed
+			}
+			d := countDeltas{}
+			for _, o := range outs {
+				d.add(o.rec.Queue, o.rec.Status, +1)
+			}
+			return d, nil
+		}, sqliteComplete)
+		if !errors.Is(err, errCompleteMissed) {
+			if err != nil {
+				return nil, err
+			}
+			return ids, nil
+		}
+	}
 	done := make(map[string]bool, len(outs))
 	err = s.counted(ctx, q, func(q querier) (countDeltas, error) {
 		d := countDeltas{}
-		ids, err := queryCounted(ctx, s.sq(q), d, +1, sqliteComplete, workerID, string(payload))
-		for _, id := range ids {
+		changed, err := queryCounted(ctx, s.sq(q), d, +1, sqliteCompleteReturning, workerID, string(payload))
+		for _, id := range changed {
 			done[id] = true
 		}
 		return d, err
-	}, sqliteComplete)
+	}, sqliteCompleteReturning)
 	return done, err
 }
 
