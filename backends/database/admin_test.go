@@ -261,18 +261,6 @@ func TestAdmin(t *testing.T) {
 	wkBehaviour(t, "RecountFinishedAfterAHandEdit", func(t *testing.T, bundle *testBundle) {
 		fx := adminSeed(t, bundle)
 		b := bundle.b
-		counts := func() map[string]map[tasks.Status]int64 {
-			t.Helper()
-			st, err := b.Stats(ctx, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := map[string]map[tasks.Status]int64{}
-			for _, q := range st.Queues {
-				got[q.Queue] = q.Counts
-			}
-			return got
-		}
 		// An operator fails a successful task by hand and deletes a failed one.
 		wkExec(t, b, "UPDATE gotasks_task SET status = 'FAILED' WHERE id = $1", fx.succeeded[0])
 		wkExec(t, b, "DELETE FROM gotasks_task WHERE id = $1", fx.failed[0])
@@ -284,7 +272,7 @@ func TestAdmin(t *testing.T) {
 				tasks.StatusReady: int64(len(fx.ready))},
 			"reports": {tasks.StatusFailed: int64(len(fx.failed) - 1)},
 		}
-		if diff := cmp.Diff(want, counts()); diff != "" {
+		if diff := cmp.Diff(want, adminCounts(adminStats(t, b))); diff != "" {
 			t.Errorf("counts after the recount (-want +got):\n%s", diff)
 		}
 		// And the counters go on from there.
@@ -292,7 +280,7 @@ func TestAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 		want["mail"][tasks.StatusSuccessful]--
-		if diff := cmp.Diff(want, counts()); diff != "" {
+		if diff := cmp.Diff(want, adminCounts(adminStats(t, b))); diff != "" {
 			t.Errorf("counts after a delete (-want +got):\n%s", diff)
 		}
 	})
@@ -302,14 +290,8 @@ func TestAdmin(t *testing.T) {
 		b := bundle.b
 		due := wkEnqueue(t, wkOn(workerEcho, b, tasks.WithQueue("reports")), "due now")
 		wkExec(t, b, "UPDATE gotasks_task SET run_after = $1 WHERE id = $2", adminTS(b, time.Now().Add(-90*time.Second)), due.ID)
-		st, err := b.Stats(ctx, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]map[tasks.Status]int64{}
-		for _, q := range st.Queues {
-			got[q.Queue] = q.Counts
-		}
+		st := adminStats(t, b)
+		got := adminCounts(st)
 		want := map[string]map[tasks.Status]int64{
 			"mail":    {tasks.StatusSuccessful: int64(len(fx.succeeded)), tasks.StatusReady: int64(len(fx.ready))},
 			"reports": {tasks.StatusFailed: int64(len(fx.failed)), tasks.StatusReady: 1},
@@ -461,6 +443,25 @@ func adminSeed(t *testing.T, bundle *testBundle) *adminFixture {
 	}
 	fx.all = concat(fx.succeeded, fx.failed, fx.ready)
 	return fx
+}
+
+// adminStats returns the backend's overview over the default window.
+func adminStats(t *testing.T, b *database.Backend) *database.Stats {
+	t.Helper()
+	st, err := b.Stats(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// adminCounts returns the overview's counts by queue and status.
+func adminCounts(st *database.Stats) map[string]map[tasks.Status]int64 {
+	got := map[string]map[tasks.Status]int64{}
+	for _, q := range st.Queues {
+		got[q.Queue] = q.Counts
+	}
+	return got
 }
 
 func adminIDs(t *testing.T, b *database.Backend, p database.ListParams) []string {
