@@ -78,7 +78,7 @@ WHERE id IN (
 	WHERE status = 'READY' AND backend = $1 AND run_after <= $2` + filter.String() + pausedFilter + `
 	ORDER BY priority DESC, run_after, enqueued_at
 	LIMIT $3)
-RETURNING id`
+RETURNING id, attempts`
 }
 
 // claim claims (claimIDs) and reads the claimed rows (claimedRows) through
@@ -86,17 +86,17 @@ RETURNING id`
 // let the write lock go between the two (see idClaimer).
 func (s *sqliteStore) claim(ctx context.Context, q querier, query string, at time.Time, limit int, workerID string,
 	include, exclude []string) ([]*row, error) {
-	ids, err := s.claimIDs(ctx, q, query, at, limit, workerID, include, exclude)
+	refs, err := s.claimIDs(ctx, q, query, at, limit, workerID, include, exclude)
 	if err != nil {
 		return nil, err
 	}
-	return s.claimedRows(ctx, q, ids)
+	return s.claimedRows(ctx, q, refs)
 }
 
-// claimIDs runs the claim statement (claimQuery), which returns the ids of
-// the tasks it claimed.
+// claimIDs runs the claim statement (claimQuery), which returns the ids
+// and attempts of the tasks it claimed.
 func (s *sqliteStore) claimIDs(ctx context.Context, q querier, query string, at time.Time, limit int, workerID string,
-	include, exclude []string) ([]string, error) {
+	include, exclude []string) ([]claimRef, error) {
 	args := []any{s.backend(), s.ts(at), limit, workerID}
 	if len(include) > 0 {
 		args = append(args, jsonArray(include))
@@ -104,16 +104,33 @@ func (s *sqliteStore) claimIDs(ctx context.Context, q querier, query string, at 
 	if len(exclude) > 0 {
 		args = append(args, jsonArray(exclude))
 	}
-	return queryIDs(ctx, s.sq(q), query, args...)
+	rows, err := s.sq(q).QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var refs []claimRef
+	for rows.Next() {
+		var c claimRef
+		if err := rows.Scan(&c.id, &c.attempts); err != nil {
+			return nil, err
+		}
+		refs = append(refs, c)
+	}
+	return refs, rows.Err()
 }
 
 // sqliteClaimedSQL reads claimed rows by id. $1 the ids (JSON).
 const sqliteClaimedSQL = `SELECT ` + resultColumns + ` FROM gotasks_task WHERE id IN (SELECT value FROM json_each($1))`
 
 // claimedRows reads the rows of claimed tasks, in claim order.
-func (s *sqliteStore) claimedRows(ctx context.Context, q querier, ids []string) ([]*row, error) {
-	if len(ids) == 0 {
+func (s *sqliteStore) claimedRows(ctx context.Context, q querier, refs []claimRef) ([]*row, error) {
+	if len(refs) == 0 {
 		return nil, nil
+	}
+	ids := make([]string, len(refs))
+	for i, c := range refs {
+		ids[i] = c.id
 	}
 	rows, err := s.sq(q).QueryContext(ctx, sqliteClaimedSQL, jsonArray(ids))
 	if err != nil {
@@ -227,7 +244,10 @@ func (s *sqliteStore) complete(ctx context.Context, q querier, workerID, _ strin
 		}
 		return d, err
 	}, sqliteCompleteReturning)
-	return done, err
+	if err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // heartbeat tests worker_id rather than status, like the completion guard
@@ -290,5 +310,8 @@ func (s *sqliteStore) rescue(ctx context.Context, q querier, at time.Time, self 
 		}
 		return d, nil
 	})
-	return rescued, err
+	if err != nil {
+		return nil, err
+	}
+	return rescued, nil
 }

@@ -18,12 +18,6 @@ var sqliteForms = sqlForms{
 	failedIndexOnly: true,
 }
 
-// sqliteRetrySQL retries the FAILED and CANCELLED tasks among the ids. $1
-// now, $2 backend, $3 the ids. See sqliteStore.retry, which counts them.
-var sqliteRetrySQL = `UPDATE gotasks_task SET ` + retrySet("MAX") + `
-	WHERE backend = $2 AND id IN (SELECT value FROM json_each($3)) AND status IN ('FAILED', 'CANCELLED')
-	RETURNING id`
-
 // sqliteMinuteSQL counts the tasks finished since $2 by minute (the first
 // 16 characters of the stored text time) and status. $1 backend.
 const sqliteMinuteSQL = `SELECT substr(finished_at, 1, 16), status, count(*) FROM gotasks_task

@@ -72,20 +72,19 @@ type txBeginner interface {
 }
 
 // counted runs fn, a statement that changes tasks, and adds the counter
-// changes it reports in the same transaction: q's own when q is already one
-// (the worker's completion with follow-up tasks, an application's
-// transaction), else one begun here. Where fn runs its statements through
-// the statement cache, prepare names them, to be prepared before the
-// transaction begins.
+// changes it reports in the same transaction: one begun here on the
+// database, or, on a querier that cannot begin one (a transaction already
+// begun: the worker's completion with follow-up tasks, an application's
+// transaction or connection), a savepoint, so that an error undoes both
+// and leaves the caller's transaction as it was. Where fn runs its
+// statements through the statement cache, prepare names them, to be
+// prepared before the transaction begins. On an error, whatever fn
+// reported did not happen.
 func (s *sqliteStore) counted(ctx context.Context, q querier, fn func(q querier) (countDeltas, error), prepare ...string) error {
 	s.stmts.warm(ctx, q, append(prepare, addCountsSQL)...)
 	b, ok := q.(txBeginner)
 	if !ok {
-		d, err := fn(q)
-		if err != nil {
-			return err
-		}
-		return s.addCounts(ctx, q, d)
+		return s.countedInSavepoint(ctx, q, fn)
 	}
 	tx, err := b.BeginTx(ctx, nil)
 	if err != nil {
@@ -102,10 +101,30 @@ func (s *sqliteStore) counted(ctx context.Context, q querier, fn func(q querier)
 	return tx.Commit()
 }
 
-// queryCounted runs a statement that returns id, queue and status (after
-// the change) for each task it changed, and returns the ids; sign is +1
-// when the statement finished the tasks, -1 when it took finished tasks
-// away (a delete, or a retry that returns the tasks' statuses before it).
+// countedInSavepoint is counted in a savepoint of q's transaction (or, on
+// a connection outside one, in the transaction the savepoint begins).
+func (s *sqliteStore) countedInSavepoint(ctx context.Context, q querier, fn func(q querier) (countDeltas, error)) error {
+	if _, err := q.ExecContext(ctx, "SAVEPOINT gotasks_counted"); err != nil {
+		return err
+	}
+	d, err := fn(q)
+	if err == nil {
+		err = s.addCounts(ctx, q, d)
+	}
+	if err != nil {
+		undo := context.WithoutCancel(ctx)
+		_, _ = q.ExecContext(undo, "ROLLBACK TO gotasks_counted")
+		_, _ = q.ExecContext(undo, "RELEASE gotasks_counted")
+		return err
+	}
+	_, err = q.ExecContext(ctx, "RELEASE gotasks_counted")
+	return err
+}
+
+// queryCounted runs a statement that returns id, queue and status for each
+// task it changed, and returns the ids; sign is +1 when the statement
+// finished the tasks (the status after), -1 when it took finished tasks
+// away (the status before: a delete, a retry).
 func queryCounted(ctx context.Context, q querier, d countDeltas, sign int64, query string, args ...any) ([]string, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -124,10 +143,12 @@ func queryCounted(ctx context.Context, q querier, d countDeltas, sign int64, que
 	return ids, rows.Err()
 }
 
-// sqliteCountsSQL reads the counters ($1 backend, $2 a queue or ” for
-// all). Counters that fell to zero stay as rows with n = 0.
+// sqliteCountsSQL reads the counters ($1 backend, $2 a queue, or the
+// empty string for all). Counters that fell to zero stay as rows with
+// n = 0; one below zero (rows of an older worker's, not counted, then
+// deleted) reads as none until RecountFinished.
 const sqliteCountsSQL = `SELECT queue, status, n FROM gotasks_count
-	WHERE backend = $1 AND ($2 = '' OR queue = $2) AND n <> 0`
+	WHERE backend = $1 AND ($2 = '' OR queue = $2) AND n > 0`
 
 // finishedCounts reads the counters: SQLite counts finished tasks as they
 // finish (see above) rather than by scanning an index.
@@ -138,7 +159,7 @@ func (s *sqliteStore) finishedCounts(ctx context.Context, q querier, queue strin
 // sqliteQueueNamesSQL lists the queues of the backend's tasks: those with
 // finished tasks from the counters, the others through the claim and
 // running indexes. $1 backend.
-const sqliteQueueNamesSQL = `SELECT queue FROM gotasks_count WHERE backend = $1 AND n <> 0
+const sqliteQueueNamesSQL = `SELECT queue FROM gotasks_count WHERE backend = $1 AND n > 0
 UNION
 SELECT queue FROM gotasks_task WHERE status = 'READY' AND backend = $1
 UNION
@@ -165,7 +186,10 @@ func (s *sqliteStore) cancelMany(ctx context.Context, q querier, ids []string, a
 		done, err = queryCounted(ctx, q, d, +1, sqliteCancelSQL, textTime(at), s.backend(), jsonArray(ids))
 		return d, err
 	})
-	return done, err
+	if err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // sqliteDeleteFinishedSQL deletes the finished tasks among the ids (see
@@ -181,27 +205,45 @@ func (s *sqliteStore) deleteFinished(ctx context.Context, q querier, ids []strin
 		done, err = queryCounted(ctx, q, d, -1, sqliteDeleteFinishedSQL, s.backend(), jsonArray(ids))
 		return d, err
 	})
-	return done, err
+	if err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
-// sqliteRetryableSQL reads the FAILED and CANCELLED tasks among the ids
-// before sqliteRetrySQL makes them READY: SQLite's RETURNING gives only the
-// rows as they are after a change. $1 backend, $2 the ids.
-const sqliteRetryableSQL = `SELECT id, queue, status FROM gotasks_task
-	WHERE backend = $1 AND id IN (SELECT value FROM json_each($2)) AND status IN ('FAILED', 'CANCELLED')`
+// sqliteRetrySQLs retry the FAILED tasks among the ids, then the
+// CANCELLED ones (see retrySet), each returning the status it took
+// its tasks from: SQLite's RETURNING gives only the rows as they are
+// after the change, and a read before it would make a deferred
+// transaction upgrade to a write (SQLITE_BUSY_SNAPSHOT if another process
+// wrote meanwhile). $1 now, $2 backend, $3 the ids.
+var sqliteRetrySQLs = [...]string{
+	`UPDATE gotasks_task SET ` + retrySet("MAX") + `
+	WHERE backend = $2 AND id IN (SELECT value FROM json_each($3)) AND status = 'FAILED'
+	RETURNING id, queue, 'FAILED'`,
+	`UPDATE gotasks_task SET ` + retrySet("MAX") + `
+	WHERE backend = $2 AND id IN (SELECT value FROM json_each($3)) AND status = 'CANCELLED'
+	RETURNING id, queue, 'CANCELLED'`,
+}
 
 func (s *sqliteStore) retry(ctx context.Context, q querier, ids []string, at time.Time) ([]string, error) {
 	var done []string
 	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
 		d := countDeltas{}
-		if _, err := queryCounted(ctx, q, d, -1, sqliteRetryableSQL, s.backend(), jsonArray(ids)); err != nil {
-			return nil, err
+		done = nil
+		for _, stmt := range sqliteRetrySQLs {
+			got, err := queryCounted(ctx, q, d, -1, stmt, textTime(at), s.backend(), jsonArray(ids))
+			if err != nil {
+				return nil, err
+			}
+			done = append(done, got...)
 		}
-		var err error
-		done, err = queryIDs(ctx, q, sqliteRetrySQL, textTime(at), s.backend(), jsonArray(ids))
-		return d, err
+		return d, nil
 	})
-	return done, err
+	if err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // sqliteRecountSQL counts the backend's finished tasks afresh: the

@@ -166,7 +166,10 @@ RETURNING id, queue, status`
 		}
 		return d, nil
 	})
-	return rep, err
+	if err != nil {
+		return PruneReport{}, err
+	}
+	return rep, nil
 }
 
 func (s *sqliteStore) pruneCount(ctx context.Context, q querier, ph prunePhase, queues []string) (PruneReport, error) {

@@ -55,8 +55,8 @@ func (b *Backend) claim(ctx context.Context, query string, limit int, workerID s
 // writes, on the other core.
 type idClaimer interface {
 	claimIDs(ctx context.Context, q querier, query string, at time.Time, limit int, workerID string,
-		include, exclude []string) ([]string, error)
-	claimedRows(ctx context.Context, q querier, ids []string) ([]*row, error)
+		include, exclude []string) ([]claimRef, error)
+	claimedRows(ctx context.Context, q querier, refs []claimRef) ([]*row, error)
 }
 
 // claimReadTimeout bounds the read of claimed rows once ctx has ended.
@@ -67,7 +67,7 @@ const claimReadTimeout = 10 * time.Second
 func (b *Backend) claimThenRead(ctx context.Context, c idClaimer, query string, limit int, workerID string,
 	include, exclude []string) ([]*row, error) {
 	unlock := b.writeLock()
-	ids, err := c.claimIDs(ctx, b.db.DB, query, now(), limit, workerID, include, exclude)
+	refs, err := c.claimIDs(ctx, b.db.DB, query, now(), limit, workerID, include, exclude)
 	unlock()
 	if err != nil {
 		return nil, b.wrapErr("claim", err)
@@ -77,8 +77,17 @@ func (b *Backend) claimThenRead(ctx context.Context, c idClaimer, query string, 
 	// leaving them RUNNING until a rescue.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimReadTimeout)
 	defer cancel()
-	rows, err := c.claimedRows(rctx, b.db.DB, ids)
+	rows, err := c.claimedRows(rctx, b.db.DB, refs)
 	if err != nil {
+		// Nobody would run or heartbeat them: hand them back, as if never
+		// claimed.
+		unlock := b.writeLock()
+		_, rerr := b.store.release(rctx, b.db.DB, workerID, refs)
+		unlock()
+		if rerr != nil {
+			b.log.Error("gotasks: claimed tasks could not be read nor handed back; they stay RUNNING until rescued",
+				"tasks", len(refs), "err", rerr)
+		}
 		return nil, b.wrapErr("claim: read the claimed tasks", err)
 	}
 	return rows, nil

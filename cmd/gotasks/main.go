@@ -8,7 +8,7 @@
 //	gotasks retry     ID... | --all [filters] [--json]
 //	gotasks cancel    ID... | --all [filters] [--json]
 //	gotasks delete    ID... | --all [filters] [--json]
-//	gotasks stats     [--window 1h] [--json]
+//	gotasks stats     [--window 1h] [--recount] [--json]
 //	gotasks workers   [--json]
 //	gotasks queues    [--json]
 //	gotasks pause     QUEUE

@@ -1096,3 +1096,20 @@ func TestRetryDuplicate(t *testing.T) {
 		}
 	})
 }
+
+// TestStatsRecount: after a hand edit of the table, stats --recount shows
+// the finished tasks as they are (SQLite counts them with counters that
+// the edit bypasses).
+func TestStatsRecount(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		f := setup(t, dsn)
+		if _, err := f.b.DB().DB.ExecContext(context.Background(), "DELETE FROM gotasks_task WHERE id = $1", f.fail1); err != nil {
+			t.Fatal(err)
+		}
+		out := f.ok(t, "stats", "--recount")
+		if !regexp.MustCompile(`(?m)^emails +1 +0 +0 +0 +0 +1 +- +no$`).MatchString(out) {
+			t.Errorf("stats --recount: the deleted FAILED task is still counted:\n%s", out)
+		}
+	})
+}

@@ -12,7 +12,8 @@ import (
 
 // statsOptions are the flags of stats.
 type statsOptions struct {
-	window windowFlag
+	window  windowFlag
+	recount bool
 }
 
 // windowFlag is --window: an age (1h, 30m, 1d).
@@ -38,13 +39,15 @@ func (w *windowFlag) Set(s string) error {
 
 var statsCmd = &command{
 	name: "stats",
-	args: "[--window 1h] [--json]",
+	args: "[--window 1h] [--recount] [--json]",
 	help: `Shows, per queue, the number of tasks by status, how long the oldest due READY
 task has waited, and whether the queue is paused; then how many tasks finished
-in the window, by status.`,
+in the window, by status. --recount counts the finished tasks afresh first
+(SQLite keeps counters of them, which a hand edit of the table bypasses).`,
 	flags: func(fs *flag.FlagSet, c *cmdEnv) {
 		o := &statsOptions{window: windowFlag{time.Hour}}
 		fs.Var(&o.window, "window", "count the tasks finished in the last `AGE` (30m, 1h, 1d)")
+		fs.BoolVar(&o.recount, "recount", false, "count the finished tasks afresh first (after a hand edit on SQLite)")
 		c.opts = o
 	},
 	check: noArgs,
@@ -89,6 +92,11 @@ type jsonMinute struct {
 
 func runStats(ctx context.Context, c *cmdEnv) error {
 	o := c.opts.(*statsOptions)
+	if o.recount {
+		if err := c.b.RecountFinished(ctx); err != nil {
+			return err
+		}
+	}
 	st, err := c.b.Stats(ctx, o.window.d)
 	if err != nil {
 		return err
