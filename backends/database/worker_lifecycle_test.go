@@ -265,10 +265,14 @@ func TestWorkerLifecycle(t *testing.T) {
 		key := wkName(t)
 		r := wkEnqueue(t, wkOn(workerGate, b), key)
 		w := wkStart(t, b, database.WorkerConfig{PollInterval: 10 * time.Millisecond})
-		dbtest.WaitUntil(t, 5*time.Second, "the task to start", func() bool {
+		// Started, not only claimed: on SQLite the row is RUNNING a moment
+		// before the worker has read it.
+		select {
+		case <-wkGateStarted(key):
+		case <-time.After(5 * time.Second):
 			wkRefresh(t, r)
-			return r.Status == tasks.StatusRunning
-		})
+			t.Fatalf("the task did not start (status %s)", r.Status)
+		}
 		if err := b.DB().DB.Close(); err != nil { // the database goes away
 			t.Fatal(err)
 		}

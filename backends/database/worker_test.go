@@ -93,7 +93,22 @@ var (
 	workerFlakyCalls sync.Map // string → *atomic.Int64
 	// workerGates hold workerGate tasks until closed.
 	workerGates sync.Map // string → chan struct{}
+	// workerGateStarts tell when a workerGate task has started.
+	workerGateStarts sync.Map // string → *gateStart
 )
+
+// gateStart is closed once, by the first workerGate task of its key to start.
+type gateStart struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+// wkGateStarted is closed when a workerGate task of key has started: its
+// worker holds it (a RUNNING row alone says only that a worker claimed it).
+func wkGateStarted(key string) chan struct{} {
+	g, _ := workerGateStarts.LoadOrStore(key, &gateStart{ch: make(chan struct{})})
+	return g.(*gateStart).ch
+}
 
 func wkCounter(m *sync.Map, key string) *atomic.Int64 {
 	c, _ := m.LoadOrStore(key, new(atomic.Int64))
@@ -153,6 +168,8 @@ var (
 	})
 	// workerGate blocks until gate(key) is closed or its context is done.
 	workerGate = tasks.Define("database_test.worker_gate", func(ctx context.Context, key string) (string, error) {
+		g, _ := workerGateStarts.LoadOrStore(key, &gateStart{ch: make(chan struct{})})
+		g.(*gateStart).once.Do(func() { close(g.(*gateStart).ch) })
 		select {
 		case <-wkGate(key):
 			return key, nil
