@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -586,5 +587,32 @@ func TestActions(t *testing.T) {
 				t.Error("resume did not resume")
 			}
 		})
+	})
+}
+
+// TestQueueLimitsShown: the queues page shows a queue's global limits,
+// and a dash where there is none.
+func TestQueueLimitsShown(t *testing.T) {
+	t.Parallel()
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		bu := setup(t, dsn, dashboard.Options{})
+		ctx := context.Background()
+		enqueue(t, bu.b, echoTask, "x", tasks.WithQueue("plain"))
+		if err := bu.b.SetQueueLimit(ctx, "limited", 5); err != nil {
+			t.Fatal(err)
+		}
+		if err := bu.b.SetQueueRateLimit(ctx, "limited", 10, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		resp, body := bu.get(t, "queues")
+		wantCode(t, resp, body, http.StatusOK)
+		for _, re := range []string{
+			`(?s)<tr data-queue="limited">.*?<td class="num limit">5</td>\s*<td class="rate">10 per 1m00s</td>`,
+			`(?s)<tr data-queue="plain">.*?<td class="num limit"><span class="muted">—</span></td>\s*<td class="rate"><span class="muted">—</span></td>`,
+		} {
+			if !regexp.MustCompile(re).MatchString(body) {
+				t.Errorf("queues page: no match for %s:\n%s", re, body)
+			}
+		}
 	})
 }

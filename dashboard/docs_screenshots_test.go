@@ -152,6 +152,12 @@ func TestDocsScreenshots(t *testing.T) {
 	if _, err := b.CancelTasks(ctx, []string{p.Tasks[0].ID}); err != nil {
 		t.Fatal(err)
 	}
+	if err := b.SetQueueLimit(ctx, "payments", 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetQueueRateLimit(ctx, "emails", 100, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.PauseQueue(ctx, "reports"); err != nil {
 		t.Fatal(err)
 	}
