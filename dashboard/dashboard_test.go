@@ -607,7 +607,7 @@ func TestQueueLimitsShown(t *testing.T) {
 		resp, body := bu.get(t, "queues")
 		wantCode(t, resp, body, http.StatusOK)
 		for _, re := range []string{
-			`(?s)<tr data-queue="limited">.*?<td class="num limit">5</td>\s*<td class="rate">10 per 1m00s</td>`,
+			`(?s)<tr data-queue="limited">.*?<td class="num limit">5</td>\s*<td class="rate">10 per 1m0s</td>`,
 			`(?s)<tr data-queue="plain">.*?<td class="num limit"><span class="muted">—</span></td>\s*<td class="rate"><span class="muted">—</span></td>`,
 		} {
 			if !regexp.MustCompile(re).MatchString(body) {

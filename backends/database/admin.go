@@ -197,8 +197,8 @@ type WorkerInfo struct {
 	Running int
 }
 
-// QueueInfo is a queue known to the backend: one that holds tasks or has
-// been paused.
+// QueueInfo is a queue known to the backend: one that holds tasks, has
+// been paused or has a limit.
 type QueueInfo struct {
 	Name     string
 	Paused   bool

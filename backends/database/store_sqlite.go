@@ -202,8 +202,8 @@ func (s *sqliteStore) complete(ctx context.Context, q querier, workerID, _ strin
 	// When it changes fewer rows than it was given (a task rescued
 	// meanwhile), its transaction is rolled back and the batch recorded
 	// again with RETURNING, to learn which rows it changed. In a caller's
-	// transaction, which cannot be rolled back here, RETURNING is used
-	// from the start.
+	// transaction (a completion with follow-up tasks, rare) RETURNING is
+	// used from the start, in a savepoint (see counted).
 	_, ownTx := q.(txBeginner) // counted begins the transaction
 	ids := make(map[string]bool, len(outs))
 	for _, o := range outs {

@@ -1,6 +1,7 @@
 package database
 
 import (
+	"errors"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -73,13 +74,14 @@ type txBeginner interface {
 
 // counted runs fn, a statement that changes tasks, and adds the counter
 // changes it reports in the same transaction: one begun here on the
-// database, or, on a querier that cannot begin one (a transaction already
-// begun: the worker's completion with follow-up tasks, an application's
-// transaction or connection), a savepoint, so that an error undoes both
-// and leaves the caller's transaction as it was. Where fn runs its
-// statements through the statement cache, prepare names them, to be
-// prepared before the transaction begins. On an error, whatever fn
-// reported did not happen.
+// database, or, on a single connection that cannot begin one (a
+// transaction already begun: the worker's completion with follow-up
+// tasks, an application's transaction or connection), a savepoint, so
+// that an error undoes both. Where fn runs its statements through the
+// statement cache, prepare names them, to be prepared before the
+// transaction begins. On an error, whatever fn reported did not happen
+// (or, if SQLite rolled the caller's whole transaction back, the error
+// says so).
 func (s *sqliteStore) counted(ctx context.Context, q querier, fn func(q querier) (countDeltas, error), prepare ...string) error {
 	s.stmts.warm(ctx, q, append(prepare, addCountsSQL)...)
 	b, ok := q.(txBeginner)
@@ -102,8 +104,21 @@ func (s *sqliteStore) counted(ctx context.Context, q querier, fn func(q querier)
 }
 
 // countedInSavepoint is counted in a savepoint of q's transaction (or, on
-// a connection outside one, in the transaction the savepoint begins).
+// a connection outside one, in the transaction the savepoint begins). q
+// must be one connection: a savepoint on a pool would hold one
+// connection while the statements ran on others.
 func (s *sqliteStore) countedInSavepoint(ctx context.Context, q querier, fn func(q querier) (countDeltas, error)) error {
+	switch x := q.(type) {
+	case *sql.Tx, *sql.Conn:
+	case plainQuerier:
+		switch x.querier.(type) {
+		case *sql.Tx, *sql.Conn:
+		default:
+			return fmt.Errorf("gotasks: counted change through %T, neither a database, a transaction nor a connection", x.querier)
+		}
+	default:
+		return fmt.Errorf("gotasks: counted change through %T, neither a database, a transaction nor a connection", q)
+	}
 	if _, err := q.ExecContext(ctx, "SAVEPOINT gotasks_counted"); err != nil {
 		return err
 	}
@@ -111,13 +126,22 @@ func (s *sqliteStore) countedInSavepoint(ctx context.Context, q querier, fn func
 	if err == nil {
 		err = s.addCounts(ctx, q, d)
 	}
-	if err != nil {
-		undo := context.WithoutCancel(ctx)
-		_, _ = q.ExecContext(undo, "ROLLBACK TO gotasks_counted")
-		_, _ = q.ExecContext(undo, "RELEASE gotasks_counted")
-		return err
+	// The end of the savepoint runs even if ctx ends now: left open, it
+	// would keep SQLite's write lock on a connection outside a transaction.
+	end := context.WithoutCancel(ctx)
+	if err == nil {
+		if _, err = q.ExecContext(end, "RELEASE gotasks_counted"); err == nil {
+			return nil
+		}
 	}
-	_, err = q.ExecContext(ctx, "RELEASE gotasks_counted")
+	if _, rerr := q.ExecContext(end, "ROLLBACK TO gotasks_counted"); rerr != nil {
+		// Some errors (an interrupt, a full disk) make SQLite roll the
+		// whole transaction back, savepoint and all.
+		return errors.Join(err, fmt.Errorf("gotasks: the transaction was rolled back: %w", rerr))
+	}
+	if _, rerr := q.ExecContext(end, "RELEASE gotasks_counted"); rerr != nil {
+		return errors.Join(err, rerr)
+	}
 	return err
 }
 

@@ -80,11 +80,11 @@ func (b *Backend) claimThenRead(ctx context.Context, c idClaimer, query string, 
 	rows, err := c.claimedRows(rctx, b.db.DB, refs)
 	if err != nil {
 		// Nobody would run or heartbeat them: hand them back, as if never
-		// claimed.
-		unlock := b.writeLock()
-		_, rerr := b.store.release(rctx, b.db.DB, workerID, refs)
-		unlock()
-		if rerr != nil {
+		// claimed (with a context of its own: the read may have failed on
+		// rctx's deadline).
+		relCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimReadTimeout)
+		defer cancel()
+		if _, rerr := b.release(relCtx, workerID, refs); rerr != nil {
 			b.log.Error("gotasks: claimed tasks could not be read nor handed back; they stay RUNNING until rescued",
 				"tasks", len(refs), "err", rerr)
 		}
