@@ -159,25 +159,26 @@ func (a adminStatements) workers(ctx context.Context, q querier) ([]WorkerInfo, 
 }
 
 // deleteFinishedSQL deletes the finished tasks among the ids of parameter
-// ph (in the dialect's list form). $1 backend.
-func deleteFinishedSQL(forms sqlForms) string {
+// $2 (in the dialect's list form) and returns the columns ret of each.
+// $1 backend.
+func deleteFinishedSQL(forms sqlForms, ret string) string {
 	return `DELETE FROM gotasks_task WHERE backend = $1 AND ` + forms.in("id", "$2") +
-		` AND status IN ` + finishedStatuses + ` RETURNING id`
+		` AND status IN ` + finishedStatuses + ` RETURNING ` + ret
 }
 
 func (a adminStatements) deleteFinished(ctx context.Context, q querier, ids []string) ([]string, error) {
-	return queryIDs(ctx, q, deleteFinishedSQL(a.forms), a.backendName(), a.forms.list(ids))
+	return queryIDs(ctx, q, deleteFinishedSQL(a.forms, "id"), a.backendName(), a.forms.list(ids))
 }
 
-// cancelManySQL cancels the READY tasks among the ids. $1 finished_at, $2
-// backend, $3 the ids.
-func cancelManySQL(forms sqlForms) string {
+// cancelManySQL cancels the READY tasks among the ids and returns the
+// columns ret of each. $1 finished_at, $2 backend, $3 the ids.
+func cancelManySQL(forms sqlForms, ret string) string {
 	return `UPDATE gotasks_task SET status = 'CANCELLED', finished_at = $1
-	WHERE backend = $2 AND ` + forms.in("id", "$3") + ` AND status = 'READY' RETURNING id`
+	WHERE backend = $2 AND ` + forms.in("id", "$3") + ` AND status = 'READY' RETURNING ` + ret
 }
 
 func (a adminStatements) cancelMany(ctx context.Context, q querier, ids []string, at time.Time) ([]string, error) {
-	return queryIDs(ctx, q, cancelManySQL(a.forms), a.forms.ts(at), a.backendName(), a.forms.list(ids))
+	return queryIDs(ctx, q, cancelManySQL(a.forms, "id"), a.forms.ts(at), a.backendName(), a.forms.list(ids))
 }
 
 // retrySet is what a retry sets: READY, due at $1, no finish, no worker, no

@@ -161,7 +161,7 @@ WHERE gotasks_task.id = v.vid AND gotasks_task.worker_id = $1
 	AND gotasks_task.attempts = v.vattempt`
 
 const sqliteCompleteReturning = sqliteComplete + `
-RETURNING gotasks_task.id, gotasks_task.queue, gotasks_task.status`
+RETURNING ` + countedColumns
 
 // errCompleteMissed: not every outcome of a batch found its row (see
 // sqliteStore.complete).
@@ -235,17 +235,13 @@ func (s *sqliteStore) complete(ctx context.Context, q querier, workerID, _ strin
 			return ids, nil
 		}
 	}
-	done := make(map[string]bool, len(outs))
-	err = s.counted(ctx, q, func(q querier) (countDeltas, error) {
-		d := countDeltas{}
-		changed, err := queryCounted(ctx, s.sq(q), d, +1, sqliteCompleteReturning, workerID, string(payload))
-		for _, id := range changed {
-			done[id] = true
-		}
-		return d, err
-	}, sqliteCompleteReturning)
+	changed, _, err := s.countedIDs(ctx, q, +1, []string{sqliteCompleteReturning}, workerID, string(payload))
 	if err != nil {
 		return nil, err
+	}
+	done := make(map[string]bool, len(changed))
+	for _, id := range changed {
+		done[id] = true
 	}
 	return done, nil
 }

@@ -108,16 +108,14 @@ func (s *sqliteStore) counted(ctx context.Context, q querier, fn func(q querier)
 // must be one connection: a savepoint on a pool would hold one
 // connection while the statements ran on others.
 func (s *sqliteStore) countedInSavepoint(ctx context.Context, q querier, fn func(q querier) (countDeltas, error)) error {
-	switch x := q.(type) {
+	one := q
+	if p, ok := q.(plainQuerier); ok { // an application's transaction or connection
+		one = p.querier
+	}
+	switch one.(type) {
 	case *sql.Tx, *sql.Conn:
-	case plainQuerier:
-		switch x.querier.(type) {
-		case *sql.Tx, *sql.Conn:
-		default:
-			return fmt.Errorf("gotasks: counted change through %T, neither a database, a transaction nor a connection", x.querier)
-		}
 	default:
-		return fmt.Errorf("gotasks: counted change through %T, neither a database, a transaction nor a connection", q)
+		return fmt.Errorf("gotasks: counted change through %T, neither a database, a transaction nor a connection", one)
 	}
 	if _, err := q.ExecContext(ctx, "SAVEPOINT gotasks_counted"); err != nil {
 		return err
@@ -167,6 +165,32 @@ func queryCounted(ctx context.Context, q querier, d countDeltas, sign int64, que
 	return ids, rows.Err()
 }
 
+// countedIDs runs stmts, each returning id, queue and status like
+// queryCounted (sign as there), with args, in one counted transaction
+// (see counted). It returns the ids and the counters' changes, none on an
+// error.
+func (s *sqliteStore) countedIDs(ctx context.Context, q querier, sign int64, stmts []string, args ...any) ([]string, countDeltas, error) {
+	var (
+		ids []string
+		d   countDeltas
+	)
+	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
+		ids, d = nil, countDeltas{}
+		for _, stmt := range stmts {
+			got, err := queryCounted(ctx, q, d, sign, stmt, args...)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, got...)
+		}
+		return d, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ids, d, nil
+}
+
 // sqliteCountsSQL reads the counters ($1 backend, $2 a queue, or the
 // empty string for all). Counters that fell to zero stay as rows with
 // n = 0; one below zero (rows of an older worker's, not counted, then
@@ -195,79 +219,46 @@ func (s *sqliteStore) queueNames(ctx context.Context, q querier) ([]string, erro
 	return names, err
 }
 
-// sqliteCancelSQL cancels the READY tasks among the ids (see
-// cancelManySQL) and returns their queues. $1 finished_at, $2 backend, $3
-// the ids.
-const sqliteCancelSQL = `UPDATE gotasks_task SET status = 'CANCELLED', finished_at = $1
-	WHERE backend = $2 AND id IN (SELECT value FROM json_each($3)) AND status = 'READY'
-	RETURNING id, queue, status`
+// countedColumns are what SQLite's counted statements return (see
+// queryCounted).
+const countedColumns = "id, queue, status"
+
+// sqliteCancelSQL and sqliteDeleteFinishedSQL are cancelManySQL and
+// deleteFinishedSQL returning what the counters need.
+var (
+	sqliteCancelSQL         = cancelManySQL(sqliteForms, countedColumns)
+	sqliteDeleteFinishedSQL = deleteFinishedSQL(sqliteForms, countedColumns)
+)
 
 func (s *sqliteStore) cancelMany(ctx context.Context, q querier, ids []string, at time.Time) ([]string, error) {
-	var done []string
-	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
-		d := countDeltas{}
-		var err error
-		done, err = queryCounted(ctx, q, d, +1, sqliteCancelSQL, textTime(at), s.backend(), jsonArray(ids))
-		return d, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return done, nil
+	done, _, err := s.countedIDs(ctx, q, +1, []string{sqliteCancelSQL}, textTime(at), s.backend(), jsonArray(ids))
+	return done, err
 }
 
-// sqliteDeleteFinishedSQL deletes the finished tasks among the ids (see
-// deleteFinishedSQL). $1 backend, $2 the ids.
-const sqliteDeleteFinishedSQL = `DELETE FROM gotasks_task WHERE backend = $1 AND id IN (SELECT value FROM json_each($2))
-	AND status IN ` + finishedStatuses + ` RETURNING id, queue, status`
-
 func (s *sqliteStore) deleteFinished(ctx context.Context, q querier, ids []string) ([]string, error) {
-	var done []string
-	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
-		d := countDeltas{}
-		var err error
-		done, err = queryCounted(ctx, q, d, -1, sqliteDeleteFinishedSQL, s.backend(), jsonArray(ids))
-		return d, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return done, nil
+	done, _, err := s.countedIDs(ctx, q, -1, []string{sqliteDeleteFinishedSQL}, s.backend(), jsonArray(ids))
+	return done, err
 }
 
 // sqliteRetrySQLs retry the FAILED tasks among the ids, then the
-// CANCELLED ones (see retrySet), each returning the status it took
-// its tasks from: SQLite's RETURNING gives only the rows as they are
-// after the change, and a read before it would make a deferred
-// transaction upgrade to a write (SQLITE_BUSY_SNAPSHOT if another process
-// wrote meanwhile). $1 now, $2 backend, $3 the ids.
-var sqliteRetrySQLs = [...]string{
-	`UPDATE gotasks_task SET ` + retrySet("MAX") + `
-	WHERE backend = $2 AND id IN (SELECT value FROM json_each($3)) AND status = 'FAILED'
-	RETURNING id, queue, 'FAILED'`,
-	`UPDATE gotasks_task SET ` + retrySet("MAX") + `
-	WHERE backend = $2 AND id IN (SELECT value FROM json_each($3)) AND status = 'CANCELLED'
-	RETURNING id, queue, 'CANCELLED'`,
-}
+// CANCELLED ones (see retrySet), each returning the status it took its
+// tasks from: SQLite's RETURNING gives only the rows as they are after the
+// change, and a read before it would make a deferred transaction upgrade
+// to a write (SQLITE_BUSY_SNAPSHOT if another process wrote meanwhile).
+// $1 now, $2 backend, $3 the ids.
+var sqliteRetrySQLs = func() []string {
+	var out []string
+	for _, st := range []tasks.Status{tasks.StatusFailed, tasks.StatusCancelled} {
+		out = append(out, `UPDATE gotasks_task SET `+retrySet("MAX")+`
+	WHERE backend = $2 AND id IN (SELECT value FROM json_each($3)) AND status = '`+string(st)+`'
+	RETURNING id, queue, '`+string(st)+`'`)
+	}
+	return out
+}()
 
 func (s *sqliteStore) retry(ctx context.Context, q querier, ids []string, at time.Time) ([]string, error) {
-	var done []string
-	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
-		d := countDeltas{}
-		done = nil
-		for _, stmt := range sqliteRetrySQLs {
-			got, err := queryCounted(ctx, q, d, -1, stmt, textTime(at), s.backend(), jsonArray(ids))
-			if err != nil {
-				return nil, err
-			}
-			done = append(done, got...)
-		}
-		return d, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return done, nil
+	done, _, err := s.countedIDs(ctx, q, -1, sqliteRetrySQLs, textTime(at), s.backend(), jsonArray(ids))
+	return done, err
 }
 
 // sqliteRecountSQL counts the backend's finished tasks afresh: the

@@ -151,23 +151,16 @@ func (s *sqliteStore) pruneBatch(ctx context.Context, q querier, ph prunePhase, 
 	args = append(args, limit)
 	stmt := `DELETE FROM gotasks_task WHERE id IN (
 	` + pruneSelectSQL(where, lim, "") + `)
-RETURNING id, queue, status`
-	var rep PruneReport
-	err := s.counted(ctx, q, func(q querier) (countDeltas, error) {
-		d := countDeltas{}
-		if _, err := queryCounted(ctx, q, d, -1, stmt, args...); err != nil {
-			return nil, err
-		}
-		rep = PruneReport{}
-		for k, n := range d {
-			if err := rep.add(string(k.status), -n); err != nil {
-				return nil, err
-			}
-		}
-		return d, nil
-	})
+RETURNING ` + countedColumns
+	_, d, err := s.countedIDs(ctx, q, -1, []string{stmt}, args...)
 	if err != nil {
 		return PruneReport{}, err
+	}
+	var rep PruneReport
+	for k, n := range d {
+		if err := rep.add(string(k.status), -n); err != nil {
+			return PruneReport{}, err
+		}
 	}
 	return rep, nil
 }
