@@ -65,6 +65,8 @@ func (h *Handler) actionError(ctx context.Context, what string, err error) strin
 		return "no such task"
 	case errors.Is(err, database.ErrDuplicate):
 		return what + " failed: " + duplicateMsg
+	case errors.Is(err, database.ErrScheduleNotFound):
+		return "no such schedule"
 	}
 	h.log.ErrorContext(ctx, "dashboard: "+what, "backend", h.b.Name(), "error", err)
 	return what + " failed: database error (details in the server log)"
@@ -194,6 +196,38 @@ func (h *Handler) queueAction(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.back(w, r, next, "Queue "+queue+" resumed.", false)
+	default:
+		h.renderError(w, r, http.StatusNotFound, "unknown action")
+	}
+}
+
+// scheduleAction is POST schedules/pause and schedules/resume, with the
+// schedule's name in the form.
+func (h *Handler) scheduleAction(w http.ResponseWriter, r *http.Request) {
+	next := safeNext(r.PostFormValue("next"), "schedules")
+	name := r.PostFormValue("schedule")
+	if name == "" {
+		h.back(w, r, next, "No schedule given.", true)
+		return
+	}
+	ctx := r.Context()
+	switch action := r.PathValue("action"); action {
+	case "pause":
+		if err := h.b.PauseSchedule(ctx, name); err != nil {
+			h.back(w, r, next, h.actionError(ctx, "pause schedule", err), true)
+			return
+		}
+		h.back(w, r, next, "Schedule "+name+" paused: it enqueues nothing until resumed.", false)
+	case "resume":
+		if err := h.b.ResumeSchedule(ctx, name); err != nil {
+			h.back(w, r, next, h.actionError(ctx, "resume schedule", err), true)
+			return
+		}
+		msg := "Schedule " + name + " resumed."
+		if s, err := h.b.GetSchedule(ctx, name); err == nil {
+			msg = "Schedule " + name + " resumed: next run at " + fmtTime(s.NextRunAt) + "."
+		}
+		h.back(w, r, next, msg, false)
 	default:
 		h.renderError(w, r, http.StatusNotFound, "unknown action")
 	}

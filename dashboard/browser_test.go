@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -327,6 +328,47 @@ func TestBrowser(t *testing.T) {
 		}
 		waitStatus(t, bu.b, held, tasks.StatusSuccessful, 10*time.Second)
 		tb.shot("queues-resumed")
+	})
+
+	behaviour("PauseASchedule", dashboard.Options{}, func(t *testing.T, bu *bundle, tb *tab) {
+		const evil = `<script>window.__xss=1</script>`
+		ctx := context.Background()
+		for _, s := range []database.Schedule{
+			{Name: "nightly-report", TaskName: echoTask.Name(), Args: json.RawMessage(`"daily"`), Cron: "30 2 * * *",
+				TimeZone: "Europe/Paris"},
+			{Name: evil, TaskName: echoTask.Name(), Every: time.Hour},
+		} {
+			if err := bu.b.SetSchedule(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		tb.open(bu.base, "nav")
+		tb.clickAndLoad(`nav a[href$="schedules"]`)
+		tb.do("schedules page", chromedp.WaitVisible(chromedp.CSS(`#schedules-list tr[data-schedule="nightly-report"] button.pause`)))
+		if got := eval[string](tb, `document.querySelector('#schedules-list tr[data-schedule="nightly-report"] td.when').textContent`); got != "30 2 * * * (Europe/Paris)" {
+			t.Errorf("timing %q", got)
+		}
+		if got := eval[string](tb, `typeof window.__xss`); got != "undefined" {
+			t.Errorf("a schedule's name ran as a script: window.__xss is %s", got)
+		}
+		if !strings.Contains(eval[string](tb, `document.getElementById('schedules-list').innerText`), evil) {
+			t.Error("the schedule named with markup is not shown as text")
+		}
+		tb.shot("schedules")
+		tb.clickAndLoad(`tr[data-schedule="nightly-report"] button.pause`)
+		tb.do("paused", chromedp.WaitVisible(chromedp.CSS(`tr[data-schedule="nightly-report"] .badge-paused`)))
+		if s, err := bu.b.GetSchedule(ctx, "nightly-report"); err != nil || !s.Paused {
+			t.Fatalf("schedule not paused (%v)", err)
+		}
+		tb.shot("schedules-paused")
+		tb.clickAndLoad(`tr[data-schedule="nightly-report"] button.resume`)
+		if got := eval[string](tb, `document.getElementById('flash').textContent`); !strings.Contains(got, "resumed: next run at") {
+			t.Errorf("flash %q", got)
+		}
+		if s, err := bu.b.GetSchedule(ctx, "nightly-report"); err != nil || s.Paused {
+			t.Fatalf("schedule still paused (%v)", err)
+		}
 	})
 
 	behaviour("ScriptInArgsIsText", dashboard.Options{}, func(t *testing.T, bu *bundle, tb *tab) {

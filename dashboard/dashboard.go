@@ -2,7 +2,8 @@
 // an overview of the queues with a live chart of finished tasks, a task list
 // with filters, cursor pagination and bulk actions, a task page with the
 // arguments, the return value and every attempt's error, and pages for the
-// queues (pause / resume) and the live workers.
+// queues (pause / resume), the durable schedules (pause / resume) and the
+// live workers.
 //
 // New returns an http.Handler that an application mounts under any path
 // prefix, behind its own authentication:
@@ -14,7 +15,7 @@
 //
 // The handler serves its pages at "/" (the overview), "/tasks" (the list;
 // its query string is the filter, so a filtered list is a link to share),
-// "/tasks/{id}", "/queues" and "/workers", the overview's JSON at
+// "/tasks/{id}", "/queues", "/schedules" and "/workers", the overview's JSON at
 // "/api/stats", and its embedded CSS and JavaScript at "/static/", all
 // relative to the path it receives; it is mounted with
 // http.StripPrefix (with or without the prefix's trailing slash). Every link,
@@ -28,7 +29,8 @@
 //
 // Each page is one query of the admin API: the overview and api/stats one
 // Backend.Stats, the list one Backend.ListTasks (one page, by cursor), a
-// task one Backend.GetTask, the queues one Backend.ListQueues, the workers
+// task one Backend.GetTask, the queues one Backend.ListQueues, the
+// schedules one Backend.ListSchedules, the workers
 // one Backend.Workers. The overview polls api/stats every
 // Options.RefreshInterval while it is visible.
 //
@@ -158,11 +160,13 @@ func New(b *database.Backend, opts Options) *Handler {
 	m.HandleFunc("GET /tasks", h.taskList)
 	m.HandleFunc("GET /tasks/{id}", h.taskDetail)
 	m.HandleFunc("GET /queues", h.queueList)
+	m.HandleFunc("GET /schedules", h.scheduleList)
 	m.HandleFunc("GET /workers", h.workerList)
 	m.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(static)))
 	m.HandleFunc("POST /tasks/bulk", h.post(h.bulkAction))
 	m.HandleFunc("POST /tasks/{id}/{action}", h.post(h.taskAction))
 	m.HandleFunc("POST /queues/{action}", h.post(h.queueAction))
+	m.HandleFunc("POST /schedules/{action}", h.post(h.scheduleAction))
 	m.HandleFunc("/", h.notFound)
 	h.mux = m
 	return h

@@ -360,7 +360,11 @@ func TestReadOnly(t *testing.T) {
 		runAll(t, rw.b)
 		tok := rw.csrf(t, "tasks/"+id)
 
-		for _, p := range []string{"", "tasks", "tasks/" + id, "queues", "workers"} {
+		if err := rw.b.SetSchedule(context.Background(), database.Schedule{Name: "hourly", TaskName: echoTask.Name(),
+			Every: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{"", "tasks", "tasks/" + id, "queues", "schedules", "workers"} {
 			resp, body := ro.get(t, p)
 			wantCode(t, resp, body, http.StatusOK)
 			if strings.Contains(body, `method="post"`) || strings.Contains(body, "<button") && !strings.Contains(p, "tasks") {
@@ -375,6 +379,7 @@ func TestReadOnly(t *testing.T) {
 			{"tasks/" + id + "/delete", url.Values{}},
 			{"tasks/bulk", url.Values{"op": {"delete:matching"}}},
 			{"queues/pause", url.Values{"queue": {"q1"}}},
+			{"schedules/pause", url.Values{"schedule": {"hourly"}}},
 		} {
 			c.form.Set("csrf_token", tok)
 			resp, body := ro.post(t, c.path, c.form, nil)
@@ -391,6 +396,9 @@ func TestReadOnly(t *testing.T) {
 			if q.Paused {
 				t.Errorf("read-only dashboard paused %s", q.Name)
 			}
+		}
+		if s, err := rw.b.GetSchedule(context.Background(), "hourly"); err != nil || s.Paused {
+			t.Errorf("read-only dashboard paused the schedule (%v)", err)
 		}
 		// The same token works on the read-write handler (shared key).
 		resp, body := rw.post(t, "tasks/"+id+"/retry", url.Values{"csrf_token": {tok}}, nil)
@@ -423,7 +431,7 @@ func TestPrefix(t *testing.T) {
 		})
 
 		t.Run("EveryLinkStaysUnderThePrefix", func(t *testing.T) {
-			pages := []string{"", "tasks", "tasks?status=FAILED&limit=1", "tasks/" + fx.failed, "queues", "workers"}
+			pages := []string{"", "tasks", "tasks?status=FAILED&limit=1", "tasks/" + fx.failed, "queues", "schedules", "workers"}
 			seen := map[string]bool{}
 			for _, p := range pages {
 				resp, body := fx.get(t, p)
@@ -614,5 +622,164 @@ func TestQueueLimitsShown(t *testing.T) {
 				t.Errorf("queues page: no match for %s:\n%s", re, body)
 			}
 		}
+	})
+}
+
+// TestSchedules: the schedules page lists the durable schedules with their
+// timing, state and runs, and pauses and resumes them.
+func TestSchedules(t *testing.T) {
+	t.Parallel()
+	const payload = `<script>window.__xss=1</script>`
+	dbtest.ForEachDialect(t, func(t *testing.T, dsn string) {
+		bu := setup(t, dsn, dashboard.Options{})
+		ctx := context.Background()
+		for _, s := range []database.Schedule{
+			{Name: "nightly", TaskName: echoTask.Name(), Args: json.RawMessage(`"report"`), Cron: "30 2 * * *",
+				TimeZone: "Europe/Paris"},
+			{Name: "minutely", TaskName: echoTask.Name(), Queue: "emails", Every: time.Minute, Paused: true},
+			{Name: "evil " + payload, TaskName: echoTask.Name(), Args: json.RawMessage(`"` + strings.Repeat("x", 200) + `"`),
+				Every: time.Hour},
+		} {
+			if err := bu.b.SetSchedule(ctx, s); err != nil {
+				t.Fatalf("set schedule %s: %v", s.Name, err)
+			}
+		}
+		tok := bu.csrf(t, "schedules")
+		form := func(kv ...string) url.Values {
+			v := url.Values{"csrf_token": {tok}}
+			for i := 0; i < len(kv); i += 2 {
+				v.Add(kv[i], kv[i+1])
+			}
+			return v
+		}
+		get := func(t *testing.T, name string) *database.Schedule {
+			t.Helper()
+			s, err := bu.b.GetSchedule(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		// row returns the page's row of schedule name.
+		row := func(t *testing.T, body, name string) string {
+			t.Helper()
+			re := regexp.MustCompile(`(?s)<tr data-schedule="` + regexp.QuoteMeta(template.HTMLEscapeString(name)) + `">.*?</tr>`)
+			m := re.FindString(body)
+			if m == "" {
+				t.Fatalf("no row for schedule %q:\n%s", name, body)
+			}
+			return m
+		}
+
+		t.Run("Listed", func(t *testing.T) {
+			resp, body := bu.get(t, "schedules")
+			wantCode(t, resp, body, http.StatusOK)
+			if strings.Contains(body, "<script>window") {
+				t.Errorf("schedules page renders a name as markup:\n%s", body)
+			}
+			nightly := row(t, body, "nightly")
+			for _, want := range []string{
+				`<td class="mono when">30 2 * * * <span class="muted">(Europe/Paris)</span></td>`,
+				`<td class="mono args" title="&#34;report&#34;">&#34;report&#34;</td>`,
+				`<span class="badge">active</span>`,
+				`<td class="next">` + get(t, "nightly").NextRunAt.UTC().Format("2006-01-02 15:04:05Z") + `<div class="sub">in `,
+				`<td class="last"><span class="muted">never</span></td>`,
+				`action="./schedules/pause"`,
+				`href="./tasks?task=` + url.QueryEscape(echoTask.Name()) + `"`,
+			} {
+				if !strings.Contains(nightly, want) {
+					t.Errorf("nightly's row has no %s:\n%s", want, nightly)
+				}
+			}
+			minutely := row(t, body, "minutely")
+			for _, want := range []string{
+				`<td class="mono when">every 1m0s</td>`,
+				`<span class="badge badge-paused">paused</span>`,
+				`<td class="next"><span class="muted">—</span></td>`,
+				`action="./schedules/resume"`,
+				`href="./tasks?queue=emails"`,
+			} {
+				if !strings.Contains(minutely, want) {
+					t.Errorf("minutely's row has no %s:\n%s", want, minutely)
+				}
+			}
+			evil := row(t, body, "evil "+payload)
+			if want := `&#34;` + strings.Repeat("x", 79) + `…</td>`; !strings.Contains(evil, want) {
+				t.Errorf("long arguments are not clipped to 80 characters:\n%s", evil)
+			}
+		})
+
+		t.Run("PauseResume", func(t *testing.T) {
+			resp, _ := bu.post(t, "schedules/pause", form("schedule", "nightly"), nil)
+			if got := location(t, resp); got.Path != prefix+"/schedules" || !strings.Contains(got.Query().Get("flash"), "paused") {
+				t.Errorf("pause redirected to %s", got)
+			}
+			if !get(t, "nightly").Paused {
+				t.Fatal("pause did not pause")
+			}
+			_, body := bu.get(t, "schedules")
+			if r := row(t, body, "nightly"); !strings.Contains(r, "badge-paused") || !strings.Contains(r, `action="./schedules/resume"`) {
+				t.Errorf("the page does not show the pause:\n%s", r)
+			}
+			resp, _ = bu.post(t, "schedules/resume", form("schedule", "nightly"), nil)
+			s := get(t, "nightly")
+			if s.Paused {
+				t.Fatal("resume did not resume")
+			}
+			want := "Schedule nightly resumed: next run at " + s.NextRunAt.UTC().Format("2006-01-02 15:04:05Z") + "."
+			if got := location(t, resp).Query().Get("flash"); got != want {
+				t.Errorf("flash %q, want %q", got, want)
+			}
+		})
+
+		t.Run("NameWithMarkup", func(t *testing.T) {
+			bu.post(t, "schedules/pause", form("schedule", "evil "+payload), nil)
+			if !get(t, "evil "+payload).Paused {
+				t.Fatal("pause by an exact name with markup did not pause")
+			}
+			_, body := bu.get(t, "schedules?flash="+url.QueryEscape("Schedule evil "+payload+" paused"))
+			if strings.Contains(body, "<script>window") {
+				t.Errorf("flash renders the name as markup:\n%s", body)
+			}
+		})
+
+		t.Run("Unknown", func(t *testing.T) {
+			for _, action := range []string{"pause", "resume"} {
+				resp, body := bu.post(t, "schedules/"+action, form("schedule", "no-such"), nil)
+				wantCode(t, resp, body, http.StatusSeeOther)
+				q := location(t, resp).Query()
+				if q.Get("flash") != "no such schedule" || q.Get("flash_kind") != "error" {
+					t.Errorf("%s of an unknown schedule: flash %q (%s)", action, q.Get("flash"), q.Get("flash_kind"))
+				}
+			}
+			resp, body := bu.post(t, "schedules/pause", form(), nil)
+			wantCode(t, resp, body, http.StatusSeeOther)
+			if got := location(t, resp).Query().Get("flash"); got != "No schedule given." {
+				t.Errorf("pause without a name: flash %q", got)
+			}
+			resp, body = bu.post(t, "schedules/delete", form("schedule", "nightly"), nil)
+			wantCode(t, resp, body, http.StatusNotFound)
+			get(t, "nightly")
+		})
+
+		t.Run("LastRunLinksToTheTask", func(t *testing.T) {
+			if err := bu.b.SetSchedule(ctx, database.Schedule{Name: "ticking", TaskName: echoTask.Name(),
+				Args: json.RawMessage(`"tick"`), Every: time.Second}); err != nil {
+				t.Fatal(err)
+			}
+			startWorker(t, bu.b, database.WorkerConfig{PollInterval: 20 * time.Millisecond})
+			var s *database.Schedule
+			dbtest.WaitUntil(t, dbtestTimeout, "the schedule's first run", func() bool {
+				s = get(t, "ticking")
+				return s.LastTaskID != ""
+			})
+			_, body := bu.get(t, "schedules")
+			r := row(t, body, "ticking")
+			if want := `href="./tasks/` + url.PathEscape(s.LastTaskID) + `"`; !strings.Contains(r, want) {
+				t.Errorf("ticking's row has no link %s:\n%s", want, r)
+			}
+			resp, body := bu.get(t, "tasks/"+s.LastTaskID)
+			wantCode(t, resp, body, http.StatusOK)
+		})
 	})
 }

@@ -166,6 +166,30 @@ func TestDocsScreenshots(t *testing.T) {
 		t.Fatalf("the failed report: %v", err)
 	}
 
+	// Schedules: two active (one has run), one paused.
+	for _, sc := range []struct {
+		name string
+		args reportArgs
+		spec database.ScheduleSpec
+	}{
+		{"daily-stock-report", reportArgs{"daily-stock", "", "csv"}, database.ScheduleSpec{Cron: "0 6 * * *", TimeZone: "Europe/Paris"}},
+		{"monthly-sales", reportArgs{"monthly-sales", "", "xlsx"}, database.Cron("0 7 1 * *")},
+		{"stock-refresh", reportArgs{"stock-levels", "", "json"}, database.Every(15 * time.Minute)},
+	} {
+		if err := database.ScheduleTask(ctx, b, sc.name, demoReport, sc.args, sc.spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.PauseSchedule(ctx, "monthly-sales"); err != nil {
+		t.Fatal(err)
+	}
+	last := time.Now().UTC().Add(-9 * time.Minute).Truncate(time.Second)
+	if _, err := b.DB().ExecContext(ctx, `UPDATE gotasks_schedule SET last_run_at = ?, next_run_at = ?, last_task_id = ?
+		WHERE name = ?`, last.Format(sqliteTime), last.Add(15*time.Minute).Format(sqliteTime), rp.Tasks[0].ID,
+		"stock-refresh"); err != nil {
+		t.Fatal(err)
+	}
+
 	bu := serve(t, b, dashboard.Options{Title: "Shop tasks"})
 	browser := newBrowser(t)
 	tb := newTab(t, browser, t.TempDir(), 60*time.Second)
@@ -175,6 +199,7 @@ func TestDocsScreenshots(t *testing.T) {
 		{"tasks", "tasks?queue=payments,emails&status=SUCCESSFUL&status=FAILED&limit=25", "#tasks-table"},
 		{"task", "tasks/" + rp.Tasks[0].ID, "#errors"},
 		{"queues", "queues", "#queues-list"},
+		{"schedules", "schedules", "#schedules-list"},
 	} {
 		tb.open(bu.base+s.path, s.wait)
 		if s.name == "tasks" { // a selection, for the bulk buttons

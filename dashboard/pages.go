@@ -183,6 +183,15 @@ func (h *Handler) queueList(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, http.StatusOK, "queues", h.newPage(r, "queues", "Queues", qs))
 }
 
+func (h *Handler) scheduleList(w http.ResponseWriter, r *http.Request) {
+	ss, err := h.b.ListSchedules(r.Context())
+	if err != nil {
+		h.dbError(w, r, "listing the schedules", err)
+		return
+	}
+	h.render(w, r, http.StatusOK, "schedules", h.newPage(r, "schedules", "Schedules", ss))
+}
+
 func (h *Handler) workerList(w http.ResponseWriter, r *http.Request) {
 	ws, err := h.b.Workers(r.Context())
 	if err != nil {

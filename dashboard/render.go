@@ -14,13 +14,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gotasks/gotasks/tasks"
 )
 
 // pageNames are the templates of templates/ that are pages (each with the
 // layout).
-var pageNames = []string{"overview", "tasks", "task", "queues", "workers", "error"}
+var pageNames = []string{"overview", "tasks", "task", "queues", "schedules", "workers", "error"}
 
 var funcs = template.FuncMap{
 	"time":       fmtTime,
@@ -39,6 +40,7 @@ var funcs = template.FuncMap{
 	"add":   func(a, b int) int { return a + b },
 	"short": shortID,
 	"join":  strings.Join,
+	"clip": clip,
 	// pathesc escapes a path segment (a task id) for a URL.
 	"pathesc": url.PathEscape,
 }
@@ -172,6 +174,26 @@ func assetVersion() string {
 
 func isFinished(s tasks.Status) bool {
 	return s == tasks.StatusSuccessful || s == tasks.StatusFailed || s == tasks.StatusCancelled
+}
+
+// clip shortens s (text or JSON bytes) to at most n runes, with an
+// ellipsis when it cut.
+func clip(s any, n int) string {
+	var str string
+	switch v := s.(type) {
+	case string:
+		str = v
+	case []byte:
+		str = string(v)
+	case json.RawMessage:
+		str = string(v)
+	default:
+		str = fmt.Sprint(v)
+	}
+	if utf8.RuneCountInString(str) <= n {
+		return str
+	}
+	return string([]rune(str)[:n]) + "…"
 }
 
 const timeLayout = "2006-01-02 15:04:05Z"
