@@ -40,7 +40,7 @@ var funcs = template.FuncMap{
 	"add":   func(a, b int) int { return a + b },
 	"short": shortID,
 	"join":  strings.Join,
-	"clip": clip,
+	"clip":  clip,
 	// pathesc escapes a path segment (a task id) for a URL.
 	"pathesc": url.PathEscape,
 }
