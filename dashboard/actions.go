@@ -67,6 +67,10 @@ func (h *Handler) actionError(ctx context.Context, what string, err error) strin
 		return what + " failed: " + duplicateMsg
 	case errors.Is(err, database.ErrScheduleNotFound):
 		return "no such schedule"
+	case errors.Is(err, tasks.ErrInvalidTask):
+		// Not the database's: a stored schedule that no longer reads
+		// (such as a time zone this host's tzdata lacks).
+		return what + " failed: " + err.Error()
 	}
 	h.log.ErrorContext(ctx, "dashboard: "+what, "backend", h.b.Name(), "error", err)
 	return what + " failed: database error (details in the server log)"

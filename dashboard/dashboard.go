@@ -15,9 +15,9 @@
 //
 // The handler serves its pages at "/" (the overview), "/tasks" (the list;
 // its query string is the filter, so a filtered list is a link to share),
-// "/tasks/{id}", "/queues", "/schedules" and "/workers", the overview's JSON at
-// "/api/stats", and its embedded CSS and JavaScript at "/static/", all
-// relative to the path it receives; it is mounted with
+// "/tasks/{id}", "/queues", "/schedules" and "/workers", the overview's
+// JSON at "/api/stats", and its embedded CSS and JavaScript at "/static/",
+// all relative to the path it receives; it is mounted with
 // http.StripPrefix (with or without the prefix's trailing slash). Every link,
 // form action, redirect and asset URL it emits is relative (for example
 // "../tasks?status=FAILED" from a task's page), so the same handler works
@@ -30,9 +30,9 @@
 // Each page is one query of the admin API: the overview and api/stats one
 // Backend.Stats, the list one Backend.ListTasks (one page, by cursor), a
 // task one Backend.GetTask, the queues one Backend.ListQueues, the
-// schedules one Backend.ListSchedules, the workers
-// one Backend.Workers. The overview polls api/stats every
-// Options.RefreshInterval while it is visible.
+// schedules one Backend.ListSchedules, the workers one Backend.Workers.
+// The overview polls api/stats every Options.RefreshInterval while it is
+// visible.
 //
 // # Security
 //

@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/http/httptest"
@@ -625,6 +626,15 @@ func TestQueueLimitsShown(t *testing.T) {
 	})
 }
 
+func mustJSON(t *testing.T, v any) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestSchedules: the schedules page lists the durable schedules with their
 // timing, state and runs, and pauses and resumes them.
 func TestSchedules(t *testing.T) {
@@ -639,6 +649,7 @@ func TestSchedules(t *testing.T) {
 			{Name: "minutely", TaskName: echoTask.Name(), Queue: "emails", Every: time.Minute, Paused: true},
 			{Name: "evil " + payload, TaskName: echoTask.Name(), Args: json.RawMessage(`"` + strings.Repeat("x", 200) + `"`),
 				Every: time.Hour},
+			{Name: " padded ", TaskName: echoTask.Name(), Args: mustJSON(t, "<b>&amp;</b> é"), Every: time.Hour},
 		} {
 			if err := bu.b.SetSchedule(ctx, s); err != nil {
 				t.Fatalf("set schedule %s: %v", s.Name, err)
@@ -707,6 +718,12 @@ func TestSchedules(t *testing.T) {
 			if want := `&#34;` + strings.Repeat("x", 79) + `…</td>`; !strings.Contains(evil, want) {
 				t.Errorf("long arguments are not clipped to 80 characters:\n%s", evil)
 			}
+			// encoding/json's \u003c escapes are shown as the characters
+			// (as text), as on the task page.
+			padded := row(t, body, " padded ")
+			if want := `>&#34;&lt;b&gt;&amp;amp;&lt;/b&gt; é&#34;</td>`; !strings.Contains(padded, want) {
+				t.Errorf("arguments with markup: want %s in\n%s", want, padded)
+			}
 		})
 
 		t.Run("PauseResume", func(t *testing.T) {
@@ -732,14 +749,23 @@ func TestSchedules(t *testing.T) {
 			}
 		})
 
-		t.Run("NameWithMarkup", func(t *testing.T) {
-			bu.post(t, "schedules/pause", form("schedule", "evil "+payload), nil)
-			if !get(t, "evil "+payload).Paused {
-				t.Fatal("pause by an exact name with markup did not pause")
+		t.Run("ExactNames", func(t *testing.T) {
+			for _, name := range []string{"evil " + payload, " padded "} {
+				resp, _ := bu.post(t, "schedules/pause", form("schedule", name), nil)
+				if !get(t, name).Paused {
+					t.Fatalf("pause of %q did not pause it", name)
+				}
+				resp, body := bu.get(t, location(t, resp).String())
+				wantCode(t, resp, body, http.StatusOK)
+				if strings.Contains(body, "<script>window") {
+					t.Errorf("the page after the pause renders the name as markup:\n%s", body)
+				}
+				if want := template.HTMLEscapeString("Schedule " + name + " paused"); !strings.Contains(body, want) {
+					t.Errorf("no flash %q:\n%s", want, body)
+				}
 			}
-			_, body := bu.get(t, "schedules?flash="+url.QueryEscape("Schedule evil "+payload+" paused"))
-			if strings.Contains(body, "<script>window") {
-				t.Errorf("flash renders the name as markup:\n%s", body)
+			if _, err := bu.b.GetSchedule(ctx, "padded"); !errors.Is(err, database.ErrScheduleNotFound) {
+				t.Errorf("the name was trimmed: a schedule %q exists (%v)", "padded", err)
 			}
 		})
 
@@ -760,6 +786,28 @@ func TestSchedules(t *testing.T) {
 			resp, body = bu.post(t, "schedules/delete", form("schedule", "nightly"), nil)
 			wantCode(t, resp, body, http.StatusNotFound)
 			get(t, "nightly")
+		})
+
+		t.Run("UnreadableTimeZone", func(t *testing.T) {
+			// A stored schedule whose zone this host cannot load (no tzdata,
+			// or a hand edit): the flash says so instead of "database error".
+			if err := bu.b.SetSchedule(ctx, database.Schedule{Name: "zoned", TaskName: echoTask.Name(), Cron: "0 6 * * *",
+				TimeZone: "Europe/Paris", Paused: true}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bu.b.DB().ExecContext(ctx, `UPDATE gotasks_schedule SET timezone = 'Mars/Olympus_Mons' WHERE name = 'zoned'`); err != nil {
+				t.Fatal(err)
+			}
+			resp, body := bu.post(t, "schedules/resume", form("schedule", "zoned"), nil)
+			wantCode(t, resp, body, http.StatusSeeOther)
+			q := location(t, resp).Query()
+			if got := q.Get("flash"); !strings.HasPrefix(got, "resume schedule failed: ") || !strings.Contains(got, "Mars/Olympus_Mons") ||
+				q.Get("flash_kind") != "error" {
+				t.Errorf("flash %q (%s)", got, q.Get("flash_kind"))
+			}
+			if !get(t, "zoned").Paused {
+				t.Error("the schedule was resumed")
+			}
 		})
 
 		t.Run("LastRunLinksToTheTask", func(t *testing.T) {

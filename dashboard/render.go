@@ -41,6 +41,7 @@ var funcs = template.FuncMap{
 	"short": shortID,
 	"join":  strings.Join,
 	"clip":  clip,
+	"args":  argsText,
 	// pathesc escapes a path segment (a task id) for a URL.
 	"pathesc": url.PathEscape,
 }
@@ -176,24 +177,27 @@ func isFinished(s tasks.Status) bool {
 	return s == tasks.StatusSuccessful || s == tasks.StatusFailed || s == tasks.StatusCancelled
 }
 
-// clip shortens s (text or JSON bytes) to at most n runes, with an
-// ellipsis when it cut.
-func clip(s any, n int) string {
-	var str string
-	switch v := s.(type) {
-	case string:
-		str = v
-	case []byte:
-		str = string(v)
-	case json.RawMessage:
-		str = string(v)
-	default:
-		str = fmt.Sprint(v)
+// clip shortens s to at most n runes, with an ellipsis when it cut.
+func clip(s string, n int) string {
+	i := 0
+	for range n {
+		if i >= len(s) {
+			return s
+		}
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
 	}
-	if utf8.RuneCountInString(str) <= n {
-		return str
+	if i >= len(s) {
+		return s
 	}
-	return string([]rune(str)[:n]) + "…"
+	return s[:i] + "…"
+}
+
+// argsText is a schedule's arguments as compact text: the JSON with the
+// HTML-safe escapes of encoding/json (\u003c and the like) turned back into
+// the characters, as on the task page; html/template escapes the result.
+func argsText(raw json.RawMessage) string {
+	return unescapeHTMLSafe(string(raw))
 }
 
 const timeLayout = "2006-01-02 15:04:05Z"
