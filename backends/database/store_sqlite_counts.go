@@ -42,7 +42,7 @@ func (d countDeltas) add(queue string, status tasks.Status, n int64) {
 // backend, $2 the array. The WHERE clause lets SQLite parse the ON CONFLICT
 // of an INSERT from a SELECT.
 const addCountsSQL = `INSERT INTO gotasks_count (backend, queue, status, n)
-SELECT $1, j.value->>'$[0]', j.value->>'$[1]', j.value->>'$[2]' FROM json_each($2) AS j WHERE true
+SELECT $1, j.value->>'$[0]', j.value->>'$[1]', j.value->>'$[2]' FROM jsonb_each($2) AS j WHERE true
 ON CONFLICT (backend, queue, status) DO UPDATE SET n = n + excluded.n`
 
 // addCounts writes d to the counters through q.

@@ -29,7 +29,7 @@ const sqliteInsert = `INSERT INTO gotasks_task (id, task_name, status, args, pri
 SELECT j.value->>'$[0]', j.value->>'$[1]', 'READY', j.value->>'$[2]', j.value->>'$[3]', j.value->>'$[4]', $2,
 	j.value->>'$[5]', $3, j.value->>'$[6]', j.value->>'$[7]', j.value->>'$[8]', j.value->>'$[9]',
 	j.value->>'$[10]', j.value->>'$[11]', j.value->>'$[12]'
-FROM json_each($1) AS j`
+FROM jsonb_each($1) AS j`
 
 func (s *sqliteStore) insert(ctx context.Context, q querier, rs []*tasks.RawResult, at time.Time) error {
 	rowsJSON := make([][]any, len(rs))
@@ -60,7 +60,7 @@ const sqliteInsertUnique = `INSERT INTO gotasks_task (id, task_name, status, arg
 SELECT j.value->>'$[0]', j.value->>'$[1]', 'READY', j.value->>'$[2]', j.value->>'$[3]', j.value->>'$[4]', $2,
 	j.value->>'$[5]', $3, j.value->>'$[6]', j.value->>'$[7]', j.value->>'$[8]', j.value->>'$[9]',
 	j.value->>'$[10]', j.value->>'$[11]', j.value->>'$[12]', j.value->>'$[13]', j.value->>'$[14]'
-FROM json_each($1) AS j WHERE true
+FROM jsonb_each($1) AS j WHERE true
 ON CONFLICT (backend, unique_key) WHERE ` + uniquePredicate + ` DO NOTHING
 RETURNING id`
 
