@@ -486,13 +486,7 @@ func TestActions(t *testing.T) {
 		fx := seed(t, dsn, dashboard.Options{})
 		ctx := context.Background()
 		tok := fx.csrf(t, "tasks")
-		form := func(kv ...string) url.Values {
-			v := url.Values{"csrf_token": {tok}}
-			for i := 0; i < len(kv); i += 2 {
-				v.Add(kv[i], kv[i+1])
-			}
-			return v
-		}
+		form := func(kv ...string) url.Values { return csrfForm(tok, kv...) }
 		flash := func(t *testing.T, resp *http.Response) string {
 			t.Helper()
 			return location(t, resp).Query().Get("flash")
@@ -656,13 +650,7 @@ func TestSchedules(t *testing.T) {
 			}
 		}
 		tok := bu.csrf(t, "schedules")
-		form := func(kv ...string) url.Values {
-			v := url.Values{"csrf_token": {tok}}
-			for i := 0; i < len(kv); i += 2 {
-				v.Add(kv[i], kv[i+1])
-			}
-			return v
-		}
+		form := func(kv ...string) url.Values { return csrfForm(tok, kv...) }
 		get := func(t *testing.T, name string) *database.Schedule {
 			t.Helper()
 			s, err := bu.b.GetSchedule(ctx, name)

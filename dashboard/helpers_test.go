@@ -237,6 +237,16 @@ func (bu *bundle) csrf(t *testing.T, path string) string {
 	return m[1]
 }
 
+// csrfForm is a form with the CSRF token tok and the fields kv (name,
+// value, name, value…).
+func csrfForm(tok string, kv ...string) url.Values {
+	v := url.Values{"csrf_token": {tok}}
+	for i := 0; i < len(kv); i += 2 {
+		v.Add(kv[i], kv[i+1])
+	}
+	return v
+}
+
 // wantCode checks a response's status code.
 func wantCode(t *testing.T, resp *http.Response, body string, code int) {
 	t.Helper()
